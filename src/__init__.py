@@ -1,0 +1,1 @@
+"""posttrain: Hydra + Lightning experiments for LLM post-training research."""

@@ -1,0 +1,38 @@
+"""Write a Hugging Face directory (model + tokenizer) that ``from_pretrained`` loads, at the end of training."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_only
+
+log = logging.getLogger(__name__)
+
+
+def export_hf(model: torch.nn.Module, tokenizer: Any, out_dir: str | Path, merge_lora: bool = True) -> Path:
+    """Save ``model`` and ``tokenizer`` in Hugging Face format. A peft model is saved merged (a plain checkpoint
+    every tool can load) unless ``merge_lora=False``, which writes the adapter alone."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if merge_lora and hasattr(model, "merge_and_unload"):
+        model = copy.deepcopy(model).merge_and_unload()  # a copy: the trained module keeps its adapters
+    model.save_pretrained(out)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+    return out
+
+
+class HFExport(Callback):
+    def __init__(self, dirpath: str, merge_lora: bool = True):
+        self.dirpath, self.merge_lora = dirpath, merge_lora
+
+    @rank_zero_only
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        tokenizer = getattr(trainer.datamodule, "tokenizer", None)
+        out = export_hf(pl_module.model, tokenizer, self.dirpath, self.merge_lora)
+        log.info("exported Hugging Face model and tokenizer to %s", out)

@@ -1,0 +1,51 @@
+"""Accumulation-window token counts, so a token-mean loss is normalised over the whole optimizer step.
+
+Hugging Face's trainers pass ``num_items_in_batch`` (the label-token count of every micro-batch that feeds one
+optimizer step) to the loss; the GEM v2 trainer relies on it. Lightning does not prefetch, but our datasets are
+tokenized up front, so the batch sampler can count the window's tokens before the first micro-batch is loaded.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from typing import Any, Iterator, Sequence
+
+from torch.utils.data import BatchSampler, Dataset, Sampler
+
+
+class WindowedBatchSampler(BatchSampler):
+    """Yields micro-batches of ``(index, window_tokens)``; each window is ``window`` consecutive micro-batches.
+
+    Windows start at the first batch of the epoch, as Lightning's accumulation windows do.
+    """
+
+    def __init__(
+        self, sampler: Sampler | Sequence[int], batch_size: int, drop_last: bool, window: int = 1,
+        token_counts: Sequence[int] = (),
+    ):
+        super().__init__(sampler, batch_size, drop_last)
+        self.window = window
+        self.token_counts = token_counts
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        batches = super().__iter__()
+        while group := list(islice(batches, self.window)):
+            total = sum(self.token_counts[i] for batch in group for i in batch)
+            for batch in group:
+                yield [(i, total) for i in batch]
+
+
+class EncodedDataset(Dataset):
+    """A list of encoded examples; indexing with ``(i, window_tokens)`` attaches ``num_items_in_batch``."""
+
+    def __init__(self, examples: list[dict[str, Any]]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        if isinstance(key, tuple):
+            index, window_tokens = key
+            return {**self.examples[index], "num_items_in_batch": window_tokens}
+        return self.examples[key]

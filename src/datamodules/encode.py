@@ -1,0 +1,45 @@
+"""Segments -> ``input_ids`` and ``labels``, with the truncation policy in one place.
+
+Truncation policy (documented in the README):
+- the *prompt* is every token before the first trained token. A row whose prompt alone fills ``max_length`` is
+  dropped (reason ``prompt_too_long``): it would train on nothing;
+- otherwise the sequence is cut on the right at ``max_length``. The response (and any later turn) is shortened; the
+  prompt is never cut.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from src.datamodules.templates import Segment
+from src.losses.logprobs import IGNORE_INDEX
+
+
+def special_prefix(tokenizer: Any) -> list[int]:
+    """The ids the tokenizer puts before text by default (a BOS for Llama-style tokenizers, nothing for ChatML)."""
+    with_special = tokenizer("x", add_special_tokens=True)["input_ids"]
+    plain = tokenizer("x", add_special_tokens=False)["input_ids"]
+    return with_special[: len(with_special) - len(plain)] if with_special[-len(plain):] == plain else []
+
+
+def encode_segments(
+    tokenizer: Any, segments: list[Segment], max_length: int, prefix_ids: list[int] | None = None
+) -> dict[str, list[int]] | str:
+    """Tokenize each segment on its own and concatenate; labels are ``IGNORE_INDEX`` outside trained segments.
+
+    Returns the encoded example, or the name of the reason the row is dropped.
+    """
+    if not any(train and text.strip() for text, train in segments):
+        return "empty_response"
+    pieces = tokenizer([text for text, _ in segments], add_special_tokens=False)["input_ids"]
+    input_ids = list(prefix_ids or [])
+    labels = [IGNORE_INDEX] * len(input_ids)
+    for ids, (_, train) in zip(pieces, segments):
+        input_ids += ids
+        labels += ids if train else [IGNORE_INDEX] * len(ids)
+    first_trained = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), None)
+    if first_trained is None:
+        return "empty_response"
+    if first_trained >= max_length:
+        return "prompt_too_long"
+    return {"input_ids": input_ids[:max_length], "labels": labels[:max_length]}

@@ -1,0 +1,94 @@
+"""SFT DataModules: rows become (text, trained?) segments, then ids with prompt tokens labelled -100."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from src.datamodules.base import PostTrainDataModule
+from src.datamodules.collate import SFTCollator
+from src.datamodules.encode import encode_segments
+from src.datamodules.sources import load_rows
+from src.datamodules.templates import Segment, alpaca_prompt, chat_segments
+from src.utils.checks import require, require_choice
+
+
+class SFTDataModule(PostTrainDataModule):
+    """Rows from ``path`` (hub id or local file). ``val_split: null`` holds out ``val_size`` train rows instead."""
+
+    def __init__(
+        self, path: str, name: str | None = None, train_split: str = "train", val_split: str | None = None,
+        val_size: int = 200, **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        require(val_size >= 1, "data.val_size", val_size, "at least 1")
+        self.path, self.name = path, name
+        self.train_split, self.val_split, self.val_size = train_split, val_split, val_size
+
+    def load_split(self, split: str) -> Any:
+        if self.val_split is not None:
+            which = self.train_split if split == "train" else self.val_split
+            return load_rows(self.path, which, self.name, self.limit if split == "train" else self.val_limit)
+        rows = load_rows(self.path, self.train_split, self.name)
+        require(len(rows) > self.val_size, "data.val_size", self.val_size, f"fewer than the {len(rows)} rows of {self.path}")
+        parts = rows.train_test_split(test_size=self.val_size, seed=self.seed, shuffle=True)
+        rows, limit = (parts["train"], self.limit) if split == "train" else (parts["test"], self.val_limit)
+        return rows.select(range(min(limit, len(rows)))) if limit else rows
+
+    def segments(self, row: dict[str, Any]) -> list[Segment] | str:
+        raise NotImplementedError
+
+    def encode(self, row: dict[str, Any]) -> dict[str, Any] | str:
+        segments = self.segments(row)
+        if isinstance(segments, str):
+            return segments
+        return encode_segments(self.tokenizer, segments, self.max_length, self.prefix_ids)
+
+    def collate_fn(self) -> Callable:
+        return SFTCollator(self.tokenizer.pad_token_id)
+
+
+class AlpacaDataModule(SFTDataModule):
+    """``instruction`` / ``input`` / ``output`` rows (tatsu-lab/alpaca, vicgalle/alpaca-gpt4, local files).
+
+    ``template="alpaca"`` uses the Stanford Alpaca prompt with ``output + eos`` as the target, as the official
+    Alpaca, EMO and convex-learning code do; ``template="chat"`` renders a user/assistant turn with the tokenizer's
+    chat template instead.
+    """
+
+    def __init__(self, path: str = "tatsu-lab/alpaca", template: str = "alpaca", **kwargs: Any):
+        super().__init__(path=path, **kwargs)
+        require_choice("data.template", template, ("alpaca", "chat"))
+        self.template = template
+
+    def segments(self, row: dict[str, Any]) -> list[Segment] | str:
+        instruction, output = row.get("instruction"), row.get("output")
+        if not isinstance(instruction, str) or not isinstance(output, str):
+            return "missing_field"
+        if not output.strip():
+            return "empty_response"
+        context = row.get("input") or ""
+        if self.template == "chat":
+            user = f"{instruction}\n\n{context}" if context.strip() else instruction
+            return chat_segments(self.tokenizer, [{"role": "user", "content": user}, {"role": "assistant", "content": output}])
+        return [(alpaca_prompt(instruction, context), False), (output + self.tokenizer.eos_token, True)]
+
+
+class UltraFeedbackSFTDataModule(SFTDataModule):
+    """HuggingFaceH4/ultrafeedback_binarized ``train_sft`` / ``test_sft``: multi-turn ``messages``, loss on assistant
+    turns only, rendered with the tokenizer's chat template (the GEM recipe)."""
+
+    def __init__(
+        self, path: str = "HuggingFaceH4/ultrafeedback_binarized", train_split: str = "train_sft",
+        val_split: str | None = "test_sft", **kwargs: Any,
+    ):
+        super().__init__(path=path, train_split=train_split, val_split=val_split, **kwargs)
+
+    def segments(self, row: dict[str, Any]) -> list[Segment] | str:
+        messages = row.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return "missing_field"
+        if any(not isinstance(m, dict) or "role" not in m or not isinstance(m.get("content"), str) for m in messages):
+            return "malformed_message"
+        if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
+            return "empty_response"
+        return chat_segments(self.tokenizer, messages)

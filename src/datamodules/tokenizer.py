@@ -1,0 +1,25 @@
+"""Tokenizer construction from config: the local toy tokenizer, or any ``AutoTokenizer`` name or path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoTokenizer
+
+
+def load_tokenizer(name_or_path: str = "toy", chat_template: str | None = None, cache_dir: str | None = None) -> Any:
+    """``"toy"`` builds the project's BPE; anything else goes to ``AutoTokenizer.from_pretrained``.
+
+    A tokenizer without a pad token pads with its EOS (pads are masked out of the loss and attention).
+    """
+    if name_or_path == "toy":
+        from src.toyworld.tokenizer import toy_tokenizer
+
+        tokenizer = toy_tokenizer(cache_dir)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    return tokenizer

@@ -1,0 +1,1 @@
+"""Pure loss functions on tensors. No model, device or logger enters here."""

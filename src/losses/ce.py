@@ -1,0 +1,28 @@
+"""Standard SFT cross-entropy (maximum likelihood), the baseline every objective is compared with."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from src.losses.logprobs import IGNORE_INDEX, shift
+from src.losses.reduction import token_reduce
+
+
+def ce_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    ignore_index: int = IGNORE_INDEX,
+    num_items_in_batch: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """Token-mean next-token cross-entropy, ``-1/N sum_t log p(y_t)`` over the N kept tokens of the batch.
+
+    ``logits [B, T, V]``, ``labels [B, T]`` unshifted with ``ignore_index``. ``num_items_in_batch`` replaces N by
+    the label-token count of the whole accumulated (and data-parallel) batch, as in Hugging Face's
+    ``num_items_in_batch``, so gradient accumulation does not change the result.
+    """
+    logits, labels = shift(logits, labels)
+    nll = F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=ignore_index, reduction="none"
+    )  # (B*(T-1),), 0 at ignored positions
+    return token_reduce(nll, labels.reshape(-1) != ignore_index, num_items_in_batch)

@@ -1,0 +1,28 @@
+"""Thin wrappers over ``hydra.utils.instantiate`` with errors that name the config node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+
+def instantiate(node: DictConfig, **kwargs: Any) -> Any:
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except hydra.errors.InstantiationException as err:
+        # Hydra wraps the real cause (e.g. an out-of-range value) in a long chain: surface it first.
+        cause = err.__cause__ or err
+        raise type(cause)(f"{cause}\n(while instantiating {node.get('_target_')})") from err if _rebuildable(cause) else err
+
+
+def _rebuildable(err: BaseException) -> bool:
+    return type(err) in (ValueError, TypeError, KeyError, FileNotFoundError)
+
+
+def instantiate_all(nodes: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` child of a group node (callbacks, loggers); null entries are skipped."""
+    if not nodes:
+        return []
+    return [instantiate(node) for node in nodes.values() if isinstance(node, DictConfig) and "_target_" in node]

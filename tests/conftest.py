@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import alpaca_rows, ultrafeedback_sft_rows, write_jsonl
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from src.datamodules.tokenizer import load_tokenizer
+
+    return load_tokenizer("toy")
+
+
+@pytest.fixture(scope="session")
+def assets(tmp_path_factory, tokenizer) -> dict[str, Path]:
+    """Local stand-ins for hub data and a saved pretrained model, written once per session."""
+    from src.modules.backbones import tiny_llama
+
+    root = tmp_path_factory.mktemp("assets")
+    model_dir = root / "tiny-llama"
+    tiny_llama(tokenizer, hidden_size=32, num_layers=2, num_heads=2).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return {
+        "model": model_dir,
+        "alpaca": write_jsonl(root / "alpaca.jsonl", alpaca_rows()),
+        "ultrafeedback_sft": write_jsonl(root / "ultrafeedback_sft.jsonl", ultrafeedback_sft_rows()),
+    }
