@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import alpaca_rows, ultrafeedback_sft_rows, write_jsonl
+from tests.helpers import alpaca_rows, hh_rows, ultrafeedback_pref_rows, ultrafeedback_sft_rows, write_jsonl
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
@@ -42,4 +42,17 @@ def assets(tmp_path_factory, tokenizer) -> dict[str, Path]:
         "model": model_dir,
         "alpaca": write_jsonl(root / "alpaca.jsonl", alpaca_rows()),
         "ultrafeedback_sft": write_jsonl(root / "ultrafeedback_sft.jsonl", ultrafeedback_sft_rows()),
+        "wikitext": write_wikitext(root / "wikitext.txt"),
+        "ultrafeedback_prefs": write_jsonl(root / "ultrafeedback_prefs.jsonl", ultrafeedback_pref_rows()),
+        "hh": write_jsonl(root / "hh.jsonl", hh_rows()),
     }
+
+
+def write_wikitext(path: Path, articles: int = 6) -> Path:
+    """Raw WikiText-style lines: headings, paragraphs and blank lines; its last 4 lines hold > 256 toy tokens."""
+    lines = []
+    for a in range(articles):
+        body = " ".join(f"Article {a} sentence {s} says the cat , the dog and the moon met at the lake ." for s in range(12))
+        lines += ["\n", f" = Article {a} = \n", "\n", f" {body} \n", "\n", f" {body} \n"]
+    path.write_text("".join(lines))
+    return path

@@ -18,10 +18,10 @@ TINY = [
     "trainer.accelerator=cpu",
     "trainer.precision=32-true",
     "trainer.devices=1",
-    "+trainer.enable_progress_bar=false",
+    "++callbacks.progress_bar=null",
     "logger=csv",
 ]
-TINY_MODEL = ["+model.hidden_size=32", "+model.num_layers=2", "+model.num_heads=2"]
+TINY_MODEL = ["++model.hidden_size=32", "++model.num_layers=2", "++model.num_heads=2"]
 
 
 def compose_cfg(overrides: list[str], output_dir: Path) -> DictConfig:
@@ -30,9 +30,9 @@ def compose_cfg(overrides: list[str], output_dir: Path) -> DictConfig:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides + [f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}"],
                       return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
+    HydraConfig.instance().set_config(cfg)  # ${hydra:...} resolves as in a real run
     with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
+        del cfg["hydra"]  # a real run's cfg has no hydra node either
     return cfg
 
 
@@ -56,4 +56,29 @@ def ultrafeedback_sft_rows(n: int = 24) -> list[dict]:
             messages += [{"role": "user", "content": "And times two?"},
                          {"role": "assistant", "content": f"The answer is {2 * (i + 1)}."}]
         rows.append({"prompt": messages[0]["content"], "messages": messages})
+    return rows
+
+
+def ultrafeedback_pref_rows(n: int = 24) -> list[dict]:
+    """UltraFeedback-binarized-style pairs: ``chosen`` / ``rejected`` message lists sharing the prompt turns."""
+    rows = []
+    for i in range(n):
+        prompt = [{"role": "user", "content": f"What is {i} + 1?"}]
+        if i % 3 == 0:  # multi-turn: an earlier exchange is part of the shared prompt
+            prompt = [{"role": "user", "content": f"Say {i}."}, {"role": "assistant", "content": f"{i}."}] + prompt
+        chosen = prompt + [{"role": "assistant", "content": f"{i} + 1 = {i + 1}. The answer is {i + 1}."}]
+        rejected = prompt + [{"role": "assistant", "content": f"{i} + 1 = {i + 2}. The answer is {i + 2}."}]
+        rows.append({"prompt": prompt[-1]["content"], "chosen": chosen, "rejected": rejected,
+                     "score_chosen": 9.0, "score_rejected": 2.0})
+    return rows
+
+
+def hh_rows(n: int = 24) -> list[dict]:
+    """Anthropic-HH-style pairs: two transcripts that differ in the final Assistant turn only."""
+    rows = []
+    for i in range(n):
+        history = f"\n\nHuman: Hi, I am {i}.\n\nAssistant: Hello {i}." if i % 3 == 0 else ""
+        prompt = f"{history}\n\nHuman: What is {i} + 1?\n\nAssistant:"
+        rows.append({"chosen": f"{prompt} {i} + 1 = {i + 1}. The answer is {i + 1}.",
+                     "rejected": f"{prompt} I do not know."})
     return rows

@@ -11,11 +11,10 @@ import logging
 from collections import Counter
 from typing import Any, Callable
 
-import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
-from src.datamodules.batching import EncodedDataset, WindowedBatchSampler
+from src.datamodules.batching import EncodedDataset, EpochShuffleSampler, WindowedBatchSampler
 from src.datamodules.encode import special_prefix
 from src.datamodules.tokenizer import load_tokenizer
 from src.utils.checks import require
@@ -99,9 +98,8 @@ class PostTrainDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.datasets["train"]
-        generator = torch.Generator().manual_seed(self.seed)
         sampler = WindowedBatchSampler(
-            RandomSampler(dataset, generator=generator), self.batch_size, drop_last=False,
+            EpochShuffleSampler(len(dataset), self.seed), self.batch_size, drop_last=False,
             window=self.accumulation_window(), token_counts=self.label_token_counts("train"),
         )
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.collate_fn(), num_workers=self.num_workers)

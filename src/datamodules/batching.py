@@ -10,7 +10,26 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any, Iterator, Sequence
 
+import torch
 from torch.utils.data import BatchSampler, Dataset, Sampler
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A shuffle that is a pure function of ``(seed, epoch)``: a run resumed at an epoch boundary sees exactly the
+    order the uninterrupted run would have seen. Lightning calls ``set_epoch`` before each epoch."""
+
+    def __init__(self, num_examples: int, seed: int = 0):
+        self.num_examples, self.seed, self.epoch = num_examples, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.num_examples, generator=generator).tolist())
 
 
 class WindowedBatchSampler(BatchSampler):

@@ -47,4 +47,8 @@ class PreferenceCollator:
         length = max(len(ex[f"{side}_input_ids"]) for ex in examples for side in ("chosen", "rejected"))
         batch = pad_batch(examples, self.pad_id, "chosen_", length)
         batch.update(pad_batch(examples, self.pad_id, "rejected_", length))
+        if "index" in examples[0]:  # the pair's position in its split: the precomputed reference's lookup key
+            batch["index"] = torch.tensor([ex["index"] for ex in examples], dtype=torch.long)  # (B,)
+        if "num_items_in_batch" in examples[0]:  # chosen-response tokens of the accumulation window (SFT term)
+            batch["num_items_in_batch"] = torch.tensor(examples[0]["num_items_in_batch"])
         return batch

@@ -22,7 +22,9 @@ def ce_loss(
     ``num_items_in_batch``, so gradient accumulation does not change the result.
     """
     logits, labels = shift(logits, labels)
-    nll = F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=ignore_index, reduction="none"
-    )  # (B*(T-1),), 0 at ignored positions
+    flat = logits.reshape(-1, logits.size(-1))
+    if flat.dtype in (torch.float16, torch.bfloat16):
+        flat = flat.float()  # logsumexp over a large vocabulary in half precision loses digits
+    nll = F.cross_entropy(flat, labels.reshape(-1), ignore_index=ignore_index, reduction="none")
+    # nll: (B*(T-1),), 0 at ignored positions
     return token_reduce(nll, labels.reshape(-1) != ignore_index, num_items_in_batch)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from src.losses.logprobs import IGNORE_INDEX, gather_logps, kept_logits
 from src.losses.reduction import token_reduce
@@ -32,10 +31,14 @@ def emo_token_terms(
     z, y = kept_logits(logits, labels, ignore_index)  # (N, V) fp32 if half, (N,)
     if cost_embedding.dim() != 2 or cost_embedding.size(0) != z.size(-1):
         raise ValueError(f"cost_embedding must be [V={z.size(-1)}, D], got {tuple(cost_embedding.shape)}")
-    # fp32 like the logits; F.normalize's 1e-12 floor turns the official NaN on an all-zero row into cost 1.
-    e_hat = F.normalize(cost_embedding.to(z.dtype), dim=-1)  # (V, D)
+    e = cost_embedding.to(z.dtype)  # (V, D), fp32 like the logits (a copy only for a half-precision embedding)
+    # 1/|E_v| with F.normalize's 1e-12 floor: an all-zero row costs 1 where the official code gives NaN.
+    inv_norm = e.norm(dim=-1).clamp(min=1e-12).reciprocal()  # (V,)
     q = torch.softmax(z, dim=-1)  # (N, V)
-    emo = 1 - ((q @ e_hat) * e_hat[y]).sum(-1)  # (N,)
+    # q Ê = (q / |E|) E: scaling the [N, V] side avoids a normalised [V, D] copy, and the scaled q is not kept for
+    # backward unless E requires grad.
+    q_e = (q * inv_norm) @ e  # (N, D)
+    emo = 1 - (q_e * e[y]).sum(-1) * inv_norm[y]  # (N,)
     if remove_target_prob:
         emo = emo + q.gather(-1, y.unsqueeze(-1)).squeeze(-1).detach()
     return emo, -gather_logps(z, y)

@@ -34,7 +34,7 @@ def gem_loss(
     so no ``[N, V]`` log-softmax is built. ``h="linear"`` gives ``loss_tok = CE - H(q, p)`` and gradient ``q - onehot``;
     at ``beta=1`` this is exactly the CE gradient. ``h="logsigmoid"`` has the gradient of
     ``-sum_v q_v * 100 log sigmoid(0.01 (log p_y - log p_v))``; for logit gaps << 100 its weights are ~0.5, i.e. about
-    half the linear gradient. Small ``beta`` keeps more diversity (``q`` -> onehot(argmax)); ``beta`` -> 1 behaves like CE.
+    half the linear gradient. Small ``beta`` keeps more diversity (``q`` -> onehot(argmax)); ``beta`` -> 1 acts like CE.
 
     The value is a surrogate with frozen weights, not comparable to CE, and it is negative whenever the target is
     already the argmax. Log CE separately.

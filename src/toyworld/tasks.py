@@ -110,12 +110,14 @@ def make_problems(n: int, split: str = "train", seed: int = 0, kinds: tuple[str,
         raise ValueError(f"unknown toy-world kinds {sorted(unknown)}; choose from {sorted(GENERATORS)}")
     rng = random.Random(f"{seed}-{split}")
     seen: dict[str, Problem] = {}
-    for _ in range(200 * n + 1000):
-        if len(seen) == n:
-            break
+    misses = 0
+    while len(seen) < n and misses < 5000:  # 5000 draws in a row with nothing new: the space is exhausted
         problem = GENERATORS[rng.choice(kinds)](rng)
         if problem.prompt not in seen and _split_of(problem.prompt) == split:
             seen[problem.prompt] = problem
+            misses = 0
+        else:
+            misses += 1
     if len(seen) < n:
         raise ValueError(f"toy world holds only {len(seen)} distinct {split} problems of kinds {kinds}, asked for {n}")
     return list(seen.values())
@@ -152,13 +154,15 @@ def make_corpus(n_docs: int, split: str = "train", seed: int = 0) -> list[str]:
     return docs
 
 
-_ANSWER_RE = re.compile(r"The answer is\s*(.+?)\.?\s*$", re.MULTILINE)
+_ANSWER_RE = re.compile(r"\s*(\S+?)\.?(?=\s|$)")
 
 
 def extract_answer(text: str) -> str | None:
-    """The final answer of a response: what follows the last "The answer is", without the final period."""
-    found = _ANSWER_RE.findall(text.strip())
-    return found[-1].strip() if found else None
+    """The final answer of a response: the word after the last "The answer is", without its final period."""
+    if "The answer is" not in text:
+        return None
+    found = _ANSWER_RE.match(text.rsplit("The answer is", 1)[1])
+    return found.group(1) if found else None
 
 
 def answer_is_correct(text: str, answer: str) -> bool:

@@ -1,0 +1,162 @@
+"""CE vs GEM vs EMO vs convex on the toy world: same seed, data, model and steps; then quality and diversity.
+
+    python experiments/objectives_toy/run.py                 # train all four, evaluate, write results/
+    python experiments/objectives_toy/run.py --skip-train    # re-evaluate the runs already in runs/
+
+Each objective trains through ``train.py`` (its ``*_toy`` experiment, shrunk by ``--steps`` and the model overrides
+below, so the four runs differ only in ``module``), and exports a Hugging Face model. Each export is then scored on
+held-out toy-world problems (no prompt or answer of them is in the training split):
+
+- ``ce`` / ``ppl``: token-mean CE of the reference responses (prompt masked), the held-out validation set;
+- ``acc_greedy``: final-answer accuracy of greedy decoding on ``--prompts`` prompts;
+- ``acc_sampled`` / ``pass@k``: accuracy of ``--samples`` samples at T=1 (mean, and any-of-k);
+- ``distinct_n``: distinct-1/2/3 of those samples, per prompt then averaged (``src.eval.diversity``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import OmegaConf
+from transformers import AutoModelForCausalLM
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from src.eval.diversity import diversity  # noqa: E402
+from src.losses.logprobs import token_logps  # noqa: E402
+from src.toyworld.tasks import answer_is_correct  # noqa: E402
+from src.utils.generation import generate  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+EXPERIMENTS = {"CE": "quickstart", "GEM": "gem_toy", "EMO": "emo_toy", "convex": "convex_toy"}
+# Smaller than quickstart's model so that four runs fit the CPU budget; identical for every objective.
+MODEL = ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=4"]
+COLUMNS = ["ce", "ppl", "acc_greedy", "acc_sampled", "pass@k", "distinct_1", "distinct_2", "distinct_3", "train_s"]
+
+
+def train(name: str, steps: int, run_dir: Path) -> float:
+    """``python train.py experiment=<toy twin>`` for ``steps`` optimizer steps; returns wall seconds."""
+    overrides = [
+        f"experiment={EXPERIMENTS[name]}", *MODEL, f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
+        "callbacks=default", "validate_before_fit=false", "seed=42", f"hydra.run.dir={run_dir}",
+    ]
+    if name == "convex":  # the warm start keeps convex_toy's fraction of the run (300 of 1000 steps)
+        overrides.append(f"module.ce_warmup_steps={int(0.3 * steps)}")
+    start = time.time()
+    subprocess.run([sys.executable, "train.py", *overrides], cwd=ROOT, check=True)
+    return time.time() - start
+
+
+@torch.no_grad()
+def heldout_ce(model: torch.nn.Module, datamodule) -> float:
+    """Token-weighted CE over the whole validation set (response tokens only)."""
+    nll, tokens = 0.0, 0
+    for batch in datamodule.val_dataloader():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
+        logps, mask = token_logps(logits, batch["labels"])  # (B, T-1) each
+        nll -= float(logps.sum())
+        tokens += int(mask.sum())
+    return nll / tokens
+
+
+def evaluate(run_dir: Path, n_prompts: int, n_samples: int) -> dict[str, float]:
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    # The run's own data config (same seed, template and held-out split); limit=1: only the val split is needed.
+    datamodule = hydra.utils.instantiate(cfg.data, limit=1)
+    datamodule.setup()
+    tokenizer = datamodule.tokenizer
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "hf").eval()
+    problems = datamodule.problems("val")[:n_prompts]
+    prompts = [datamodule.prompt_text(p.prompt) for p in problems]
+
+    greedy = generate(model, tokenizer, prompts, max_new_tokens=48, batch_size=64)
+    sampled = generate(model, tokenizer, [p for p in prompts for _ in range(n_samples)], max_new_tokens=48,
+                       batch_size=200, do_sample=True, temperature=1.0, seed=0)
+    groups = [sampled[i * n_samples:(i + 1) * n_samples] for i in range(len(problems))]  # [prompt][sample]
+    correct = [[answer_is_correct(text, p.answer) for text in group] for group, p in zip(groups, problems)]
+    ce = heldout_ce(model, datamodule)
+    return {
+        "ce": ce,
+        "ppl": math.exp(ce),
+        "acc_greedy": sum(answer_is_correct(t, p.answer) for t, p in zip(greedy, problems)) / len(problems),
+        "acc_sampled": sum(map(sum, correct)) / (len(problems) * n_samples),
+        "pass@k": sum(map(any, correct)) / len(problems),
+        **diversity(groups),
+        "example": groups[0][0],
+    }
+
+
+def markdown(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
+    lines = [
+        f"Toy world, tiny Llama ({', '.join(MODEL)}), {args.steps} steps, batch 32, seed 42, same data order. "
+        f"Held-out: CE/ppl on the validation responses; accuracy and distinct-n on {args.prompts} prompts, "
+        f"pass@k and sampled accuracy over k={args.samples} samples at T=1.",
+        "",
+        "| objective | " + " | ".join(COLUMNS) + " |",
+        "|---|" + "---|" * len(COLUMNS),
+    ]
+    for name, row in results.items():
+        cells = [f"{row[c]:.0f}" if c == "train_s" else f"{row[c]:.3f}" for c in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "A sample (first held-out prompt, first sample at T=1):", ""]
+    lines += [f"- {name}: `{row['example'].strip()}`" for name, row in results.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    panels = [("held-out CE (lower is better)", ["ce"]), ("accuracy", ["acc_greedy", "acc_sampled", "pass@k"]),
+              ("diversity of T=1 samples", ["distinct_1", "distinct_2", "distinct_3"])]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, (title, keys) in zip(axes, panels):
+        width = 0.8 / len(keys)
+        for j, key in enumerate(keys):
+            xs = [i + (j - (len(keys) - 1) / 2) * width for i in range(len(names))]
+            ax.bar(xs, [results[n][key] for n in names], width, label=key)
+        ax.set_xticks(range(len(names)), names)
+        ax.set_title(title)
+        if len(keys) > 1:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=200, help="optimizer steps, the same for every objective")
+    parser.add_argument("--prompts", type=int, default=50)
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--objectives", nargs="+", default=list(EXPERIMENTS), choices=list(EXPERIMENTS))
+    parser.add_argument("--skip-train", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    results = {}
+    for name in args.objectives:
+        run_dir = HERE / "runs" / name
+        seconds = float("nan") if args.skip_train else train(name, args.steps, run_dir)
+        results[name] = {**evaluate(run_dir, args.prompts, args.samples), "train_s": seconds}
+        print(name, {k: v for k, v in results[name].items() if k != "example"}, flush=True)
+    (out / "results.md").write_text(markdown(results, args))
+    (out / "metrics.json").write_text(json.dumps(results, indent=2))
+    plot(results, out / "objectives_toy.png")
+    print((out / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Preference DataModules: each row becomes one shared prompt and two responses, encoded as a chosen/rejected pair.
+
+Both sides are built from the same prompt segments, tokenized segment by segment (``encode_segments``), so the
+prompt ids are identical on both sides and a BPE merge at the prompt/response boundary cannot shift the mask. An
+example holds ``{chosen,rejected}_{input_ids,labels}`` (prompt and padding labelled -100) and ``index``, its position
+in the split, which the precomputed reference uses to look up cached log-probs.
+
+Dropped pairs, counted per reason in ``drop_counts`` and logged: ``identical_responses`` (also when truncation makes
+the two sequences equal), ``empty_response``, ``prompt_too_long`` (the prompt alone fills ``max_length``),
+``no_shared_prompt`` / ``malformed_pair`` (the two conversations do not share a prompt and then differ in the
+assistant's reply), ``malformed_transcript`` (HH) and ``missing_field`` / ``malformed_message``.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+from src.datamodules.base import PostTrainDataModule
+from src.datamodules.collate import PreferenceCollator
+from src.datamodules.encode import encode_segments
+from src.datamodules.hh import parse_hh_transcript, raw_hh_prompt
+from src.datamodules.sources import load_rows
+from src.datamodules.templates import Segment, alpaca_prompt, chat_segments
+from src.losses.logprobs import IGNORE_INDEX
+from src.toyworld.tasks import Problem, make_preferences, make_problems
+from src.utils.checks import require, require_choice
+
+Messages = list[dict[str, str]]
+Pair = tuple[list[Segment], list[Segment]]
+
+
+class PreferenceDataModule(PostTrainDataModule):
+    """Pairs from ``path`` (hub id or local json/jsonl/parquet); a subclass turns a row into two segment lists.
+
+    ``val_split: null`` holds out ``val_size`` train rows instead (as the SFT DataModules do).
+    """
+
+    def __init__(self, path: str, name: str | None = None, train_split: str = "train", val_split: str | None = "test",
+                 val_size: int = 200, **kwargs: Any):
+        super().__init__(**kwargs)
+        require(val_size >= 1, "data.val_size", val_size, "at least 1")
+        self.path, self.name, self.train_split, self.val_split = path, name, train_split, val_split
+        self.val_size = val_size
+
+    def load_split(self, split: str) -> Any:
+        limit = self.limit if split == "train" else self.val_limit
+        if self.val_split is not None:
+            return load_rows(self.path, self.train_split if split == "train" else self.val_split, self.name, limit)
+        rows = load_rows(self.path, self.train_split, self.name)
+        require(len(rows) > self.val_size, "data.val_size", self.val_size, f"fewer than the {len(rows)} rows")
+        parts = rows.train_test_split(test_size=self.val_size, seed=self.seed, shuffle=True)
+        rows = parts["train" if split == "train" else "test"]
+        return rows.select(range(min(limit, len(rows)))) if limit else rows
+
+    def pair(self, row: dict[str, Any]) -> Pair | str:
+        """``(chosen segments, rejected segments)`` sharing their prompt segments, or the reason to drop the row."""
+        raise NotImplementedError
+
+    def encode(self, row: dict[str, Any]) -> dict[str, Any] | str:
+        pair = self.pair(row)
+        if isinstance(pair, str):
+            return pair
+        chosen, rejected = (encode_segments(self.tokenizer, s, self.max_length, self.prefix_ids) for s in pair)
+        if isinstance(chosen, str) or isinstance(rejected, str):
+            return chosen if isinstance(chosen, str) else rejected
+        if chosen["input_ids"] == rejected["input_ids"]:
+            return "identical_responses"
+        return {f"{side}_{key}": enc[key] for side, enc in (("chosen", chosen), ("rejected", rejected))
+                for key in ("input_ids", "labels")}
+
+    def encode_rows(self, rows: Any, split: str) -> list[dict[str, Any]]:
+        examples = super().encode_rows(rows, split)
+        for index, example in enumerate(examples):
+            example["index"] = index
+        return examples
+
+    def label_token_counts(self, split: str) -> list[int]:
+        """Chosen-response tokens per pair: the denominator of the optional SFT term (``module.sft_weight``)."""
+        return [sum(label != IGNORE_INDEX for label in ex["chosen_labels"][1:]) for ex in self.datasets[split].examples]
+
+    def collate_fn(self) -> Callable:
+        return PreferenceCollator(self.tokenizer.pad_token_id)
+
+
+class UltraFeedbackPreferenceDataModule(PreferenceDataModule):
+    """HuggingFaceH4/ultrafeedback_binarized ``train_prefs`` / ``test_prefs``: ``chosen`` and ``rejected`` are message
+    lists whose shared prefix is the prompt, rendered with the tokenizer's chat template (the Zephyr DPO data)."""
+
+    def __init__(self, path: str = "HuggingFaceH4/ultrafeedback_binarized", train_split: str = "train_prefs",
+                 val_split: str = "test_prefs", **kwargs: Any):
+        super().__init__(path=path, train_split=train_split, val_split=val_split, **kwargs)
+
+    def pair(self, row: dict[str, Any]) -> Pair | str:
+        chosen, rejected = row.get("chosen"), row.get("rejected")
+        if not isinstance(chosen, list) or not isinstance(rejected, list):
+            return "missing_field"
+        if any(not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str)
+               for m in chosen + rejected):
+            return "malformed_message"
+        split = split_shared_prompt(chosen, rejected)
+        if isinstance(split, str):
+            return split
+        prompt, chosen_reply, rejected_reply = split
+        return chat_pair(self.tokenizer, prompt, chosen_reply), chat_pair(self.tokenizer, prompt, rejected_reply)
+
+
+class HHPreferenceDataModule(PreferenceDataModule):
+    """Anthropic/hh-rlhf ``train`` / ``test``: two "\\n\\nHuman: ... \\n\\nAssistant: ..." transcripts that share every
+    turn but the last assistant reply.
+
+    ``template="raw"`` keeps the transcript format (prompt up to and including the final "\\n\\nAssistant:",
+    response ``" " + reply + eos``), as the DPO paper's code does (eric-mitchell/direct-preference-optimization,
+    ``preference_datasets.get_hh``) and as base models such as Pythia expect; ``template="chat"`` renders the parsed
+    turns with the tokenizer's chat template instead.
+    """
+
+    def __init__(self, path: str = "Anthropic/hh-rlhf", template: str = "raw", **kwargs: Any):
+        super().__init__(path=path, **kwargs)
+        require_choice("data.template", template, ("raw", "chat"))
+        self.template = template
+
+    def pair(self, row: dict[str, Any]) -> Pair | str:
+        chosen, rejected = parse_hh_transcript(row.get("chosen")), parse_hh_transcript(row.get("rejected"))
+        if isinstance(chosen, str) or isinstance(rejected, str):
+            return chosen if isinstance(chosen, str) else rejected
+        split = split_shared_prompt(chosen, rejected)
+        if isinstance(split, str):
+            return split
+        prompt, chosen_reply, rejected_reply = split
+        if len(chosen_reply) != 1 or len(rejected_reply) != 1:
+            return "malformed_pair"  # HH pairs differ in the final assistant turn only
+        if self.template == "chat":
+            return chat_pair(self.tokenizer, prompt, chosen_reply), chat_pair(self.tokenizer, prompt, rejected_reply)
+        head = (raw_hh_prompt(prompt), False)
+        eos = self.tokenizer.eos_token
+        return ([head, (" " + chosen_reply[0]["content"] + eos, True)],
+                [head, (" " + rejected_reply[0]["content"] + eos, True)])
+
+
+class ToyWorldPreferenceDataModule(PreferenceDataModule):
+    """Toy-world pairs (``src.toyworld.tasks.make_preferences``): a correct, well-formatted answer over a wrong or
+    unformatted one. ``problems`` / ``prompt_text`` let the TaskAccuracy callback measure held-out accuracy."""
+
+    def __init__(self, num_train: int = 2000, num_val: int = 200, template: str = "chat",
+                 kinds: list[str] | None = None, **kwargs: Any):
+        kwargs.setdefault("tokenizer", "toy")
+        super().__init__(path="toyworld", **kwargs)
+        require_choice("data.template", template, ("alpaca", "chat"))
+        self.num_train, self.num_val, self.template = num_train, num_val, template
+        self.kinds = tuple(kinds) if kinds else None
+
+    def _size(self, split: str) -> tuple[int, str]:
+        n, limit = (self.num_train, self.limit) if split == "train" else (self.num_val, self.val_limit)
+        return min(n, limit or n), "train" if split == "train" else "test"
+
+    def load_split(self, split: str) -> list[dict[str, str]]:
+        return make_preferences(*self._size(split), self.seed, self.kinds)
+
+    def problems(self, split: str) -> list[Problem]:
+        """The problems behind the ``split`` pairs (same seed and size), for answer-accuracy evaluation."""
+        return make_problems(*self._size(split), self.seed, self.kinds)
+
+    def prompt_text(self, prompt: str) -> str:
+        """The generation prompt for ``prompt``, rendered exactly as training renders it."""
+        if self.template == "alpaca":
+            return alpaca_prompt(prompt)
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                  add_generation_prompt=True)
+
+    def pair(self, row: dict[str, str]) -> Pair:
+        if self.template == "alpaca":
+            head, eos = (alpaca_prompt(row["prompt"]), False), self.tokenizer.eos_token
+            return [head, (row["chosen"] + eos, True)], [head, (row["rejected"] + eos, True)]
+        prompt = [{"role": "user", "content": row["prompt"]}]
+        return tuple(chat_pair(self.tokenizer, prompt, [{"role": "assistant", "content": row[side]}])
+                     for side in ("chosen", "rejected"))  # type: ignore[return-value]
+
+
+def split_shared_prompt(chosen: Messages, rejected: Messages) -> tuple[Messages, Messages, Messages] | str:
+    """``(prompt, chosen reply, rejected reply)``: the prompt is the longest shared prefix of the two conversations;
+    each reply must start with an assistant turn and have non-blank assistant content."""
+    n = 0
+    while n < min(len(chosen), len(rejected)) and _same(chosen[n], rejected[n]):
+        n += 1
+    prompt, chosen_reply, rejected_reply = chosen[:n], chosen[n:], rejected[n:]
+    if not chosen_reply and not rejected_reply:
+        return "identical_responses"
+    if not prompt:
+        return "no_shared_prompt"
+    if not chosen_reply or not rejected_reply or {chosen_reply[0]["role"], rejected_reply[0]["role"]} != {"assistant"}:
+        return "malformed_pair"
+    if any(m["role"] == "assistant" and not m["content"].strip() for m in chosen_reply + rejected_reply):
+        return "empty_response"
+    return prompt, chosen_reply, rejected_reply
+
+
+def _same(a: dict[str, str], b: dict[str, str]) -> bool:
+    return a["role"] == b["role"] and a["content"] == b["content"]
+
+
+def chat_pair(tokenizer: Any, prompt: Messages, reply: Messages) -> list[Segment]:
+    """Chat-template segments of ``prompt + reply`` where only the reply's assistant turns train.
+
+    ``chat_segments`` trains every assistant turn; the prompt's earlier assistant turns are history here, so only
+    segments starting at or after the end of the rendered prompt (generation header included) keep their flag.
+    """
+    segments = chat_segments(tokenizer, prompt + reply)
+    cut = len(tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True))
+    out, position, aligned = [], 0, False
+    for text, train in segments:
+        out.append((text, train and position >= cut))
+        position += len(text)
+        aligned |= position == cut
+    if not aligned:  # chat_segments cuts at every turn and header, so the prompt's end is always a boundary
+        raise ValueError("chat template: the rendered prompt does not end on a segment boundary")
+    return out

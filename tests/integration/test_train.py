@@ -1,0 +1,155 @@
+"""End-to-end behaviour of train.py: learning, export, bad input, non-finite losses, resume, accumulation."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+from lightning.pytorch import Callback
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import train
+from tests.helpers import ROOT, TINY, TINY_MODEL, compose_cfg
+
+SMALL = TINY + TINY_MODEL + ["++data.num_train=64", "++data.num_val=16", "++callbacks.task_accuracy.num_prompts=4",
+                "trainer.max_steps=4", "trainer.val_check_interval=2"]
+
+
+def val_ce_history(output_dir) -> list[float]:
+    with open(output_dir / "csv" / "metrics.csv") as f:
+        return [float(row["val/ce"]) for row in csv.DictReader(f) if row.get("val/ce")]
+
+
+def test_default_run_learns(tmp_path):
+    """The quickstart recipe, shortened: held-out CE falls well below its starting value."""
+    cfg = compose_cfg(TINY + ["++model.hidden_size=64", "++model.num_layers=2", "++data.num_train=800",
+                              "++callbacks.task_accuracy.num_prompts=8", "trainer.max_steps=120",
+                              "trainer.val_check_interval=60"], tmp_path)
+    train.train(cfg)
+    history = val_ce_history(tmp_path)
+    assert len(history) == 3  # before, step 60, step 120
+    assert history[-1] < 0.5 * history[0], history
+
+
+def test_export_loads_with_from_pretrained(tmp_path):
+    train.train(compose_cfg(SMALL, tmp_path))
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False).startswith("<|user|>")
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+def test_out_of_range_hyperparameter_names_the_key(tmp_path):
+    with pytest.raises(ValueError, match=r"data\.batch_size=0"):
+        train.train(compose_cfg(SMALL + ["data.batch_size=0"], tmp_path))
+    with pytest.raises(ValueError, match=r"module\.scheduler\.warmup_ratio"):
+        train.train(compose_cfg(SMALL + ["module.scheduler.warmup_ratio=1.5"], tmp_path))
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("experiment=nope", "Available options in 'experiment'"),
+    ("module=nope", "Available options in 'module'"),
+    ("data.nope=1", "Key 'nope' is not in struct"),
+])
+def test_unknown_choices_and_keys_are_listed(override, expected):
+    out = subprocess.run([sys.executable, "train.py", override], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert expected in out.stderr + out.stdout
+
+
+def train_with(cfg, *extra_callbacks):
+    """``train.train(cfg)`` with test-only callbacks appended to the configured ones."""
+    original = train.instantiate_all
+
+    def with_extra(nodes):
+        found = original(nodes)
+        return found + list(extra_callbacks) if nodes is cfg.get("callbacks") else found
+
+    train.instantiate_all = with_extra
+    try:
+        return train.train(cfg)
+    finally:
+        train.instantiate_all = original
+
+
+class At(Callback):
+    """Runs ``action(pl_module)`` when a training batch starts at optimizer step ``step``."""
+
+    def __init__(self, step, action):
+        self.step, self.action = step, action
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            self.action(pl_module)
+
+
+def poison(pl_module):
+    with torch.no_grad():
+        pl_module.model.get_output_embeddings().weight.fill_(float("nan"))
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def kill(pl_module):
+    raise Killed  # stands in for a SIGKILL: nothing runs after it, the last checkpoint is what remains
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = compose_cfg(SMALL + ["trainer.max_steps=6"], tmp_path)
+    with pytest.raises(FloatingPointError, match=r"non-finite train/loss .* global step 3"):
+        train_with(cfg, At(3, poison))  # step 2 was checkpointed (val every 2 steps); step 3 is poisoned
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+
+
+def last_weights(output_dir) -> dict[str, torch.Tensor]:
+    return torch.load(output_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_exactly(tmp_path):
+    """6 steps in one go == killed after the step-3 checkpoint, then resumed from last.ckpt (epoch = 3 steps)."""
+    base = TINY + TINY_MODEL + ["++data.num_train=12", "data.batch_size=4", "++callbacks.task_accuracy.num_prompts=2",
+                                "trainer.val_check_interval=3", "validate_before_fit=false", "trainer.max_steps=6"]
+    train.train(compose_cfg(base, tmp_path / "full"))
+    with pytest.raises(Killed):
+        train_with(compose_cfg(base, tmp_path / "part"), At(4, kill))
+    assert torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+    ckpt = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    train.train(compose_cfg(base + [f"ckpt_path={ckpt}"], tmp_path / "part"))
+    full, resumed = last_weights(tmp_path / "full"), last_weights(tmp_path / "part")
+    for name, value in full.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
+
+
+def test_gradient_accumulation_does_not_change_the_update(tmp_path):
+    """One SGD step on 8 examples == the same 8 as 2 x 4 with accumulation (global token-mean normalisation)."""
+    base = TINY + TINY_MODEL + ["++data.num_train=8", "++data.num_val=4", "validate_before_fit=false", "trainer.max_steps=1",
+                   "module.optimizer._target_=torch.optim.SGD", "~module.optimizer.weight_decay", "module.optimizer.lr=1.0",
+                   "trainer.gradient_clip_val=null", "callbacks=none", "++trainer.limit_val_batches=0"]
+    one = compose_cfg(base + ["data.batch_size=8"], tmp_path / "one")
+    two = compose_cfg(base + ["data.batch_size=4", "trainer.accumulate_grad_batches=2"], tmp_path / "two")
+    weights = []
+    for cfg in (one, two):
+        trainer_holder = {}
+        original = train.finish_run
+
+        def keep(cfg_, trainer):
+            trainer_holder["module"] = trainer.lightning_module
+            return original(cfg_, trainer)
+
+        train.finish_run = keep
+        try:
+            train.train(cfg)
+        finally:
+            train.finish_run = original
+        weights.append({k: v.detach().clone() for k, v in trainer_holder["module"].model.state_dict().items()})
+    for name in weights[0]:
+        torch.testing.assert_close(weights[1][name], weights[0][name], rtol=1e-5, atol=1e-6, msg=name)
