@@ -14,7 +14,7 @@ from typing import Any, Callable
 from src.datamodules.base import PostTrainDataModule
 from src.datamodules.collate import SFTCollator
 from src.datamodules.sources import load_rows
-from src.toyworld.tasks import make_corpus
+from src.toyworld.tasks import make_corpus, make_problems
 from src.utils.checks import require
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,11 @@ class WikiTextDataModule(PostTrainDataModule):
 
 
 class ToyWorldCorpusDataModule(WikiTextDataModule):
-    """``src.toyworld.tasks.make_corpus`` documents (train / held-out problems), one per row, EOS after each."""
+    """``src.toyworld.tasks.make_corpus`` documents (train / held-out problems), one per row, EOS after each.
+
+    A document reads ``"{prompt} {response}"``, so ``problems`` and ``prompt_text`` let the toy-world
+    ``TaskAccuracy`` callback score the LM by continuing a held-out prompt.
+    """
 
     def __init__(self, num_train: int = 2000, num_val: int = 200, block_size: int = 128, **kwargs: Any):
         kwargs.setdefault("tokenizer", "toy")
@@ -109,10 +113,18 @@ class ToyWorldCorpusDataModule(WikiTextDataModule):
         super().__init__(path="toyworld", name=None, block_size=block_size, **kwargs)
         self.num_train, self.num_val = num_train, num_val
 
-    def load_split(self, split: str) -> list[dict[str, str]]:
+    def size(self, split: str) -> int:
         n, limit = (self.num_train, self.limit) if split == "train" else (self.num_val, self.val_limit)
-        docs = make_corpus(min(n, limit or n), "train" if split == "train" else "test", self.seed)
-        return [{"text": doc} for doc in docs]
+        return min(n, limit or n)
+
+    def problems(self, split: str) -> list:
+        return make_problems(self.size(split), "train" if split == "train" else "test", self.seed)
+
+    def prompt_text(self, prompt: str) -> str:
+        return prompt  # the model continues with " <response>" and stops at the EOS that ends every document
+
+    def load_split(self, split: str) -> list[dict[str, str]]:
+        return [{"text": doc} for doc in make_corpus(self.size(split), "train" if split == "train" else "test", self.seed)]
 
 
 def read_lines(path: str) -> list[dict[str, str]]:

@@ -70,6 +70,7 @@ def pretrained(
         model.config.pad_token_id = tokenizer.pad_token_id
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    model.train()  # from_pretrained returns eval mode, and Lightning keeps submodule modes: dropout would stay off
     return apply_lora(model, lora)
 
 

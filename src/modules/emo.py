@@ -84,7 +84,11 @@ class EMOModule(PostTrainModule):
 
 
 def load_cost_embedding(path: str, vocab_size: int) -> torch.Tensor:
-    """Another model's LM head ``[V, D]`` from a saved tensor or a Hugging Face model; V must equal ``vocab_size``."""
+    """Another model's LM head ``[V, D]`` from a saved tensor or a Hugging Face model; V must equal ``vocab_size``.
+
+    A model path loads the whole donor on CPU once per run (26 GB for a 13B in bf16) to read its head;
+    ``torch.save(donor.get_output_embeddings().weight, "head.pt")`` once, and point at that file, to skip it.
+    """
     if Path(path).suffix in TENSOR_SUFFIXES:
         if not Path(path).is_file():
             raise FileNotFoundError(f"module.cost_embedding_path={path!r}: no such tensor file")

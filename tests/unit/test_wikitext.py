@@ -106,3 +106,9 @@ def test_toy_corpus_mode_is_the_document_stream_with_eos_after_each(tokenizer):
     assert blocks(dm, "train") == [stream[32 * i:32 * i + 32] for i in range(len(stream) // 32)]
     assert not set(docs) & set(make_corpus(6, "test", seed=0))  # validation documents are held-out problems
     assert dm.block_stats["val"]["tokens"] == sum(len(line_ids(tokenizer, d)) + 1 for d in make_corpus(6, "test", 0))
+
+
+def test_toy_corpus_problems_are_the_documents_prompts():
+    dm = ToyWorldCorpusDataModule(num_val=5, seed=3)
+    docs = make_corpus(5, "test", seed=3)
+    assert [dm.prompt_text(p.prompt) + " " + p.responses[1] for p in dm.problems("val")] == docs
