@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hydra
 import lightning as L
+import torch
 from omegaconf import DictConfig
 
 from src.utils.instantiate import instantiate, instantiate_all
@@ -15,6 +16,8 @@ from src.utils.run import finish_run, log_config
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    if cfg.get("cpu_threads"):
+        torch.set_num_threads(cfg.cpu_threads)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     backbone = instantiate(cfg.model, tokenizer=datamodule.tokenizer)

@@ -62,12 +62,12 @@ def worker(model_name: str, tuning: str, reference: str, args: argparse.Namespac
     with memory:
         module.configure_model()  # the policy and, for "copy", its frozen reference
         module.to(device)
-        precompute_s = float("nan")
+        precompute = (float("nan"), float("nan"))
         if reference == "precomputed":
             start = _now(device)
             module.reference.prepare(module.model, {"train": dm.datasets["train"].examples}, dm.collate_fn(),
                                      args.batch)
-            precompute_s = _now(device) - start
+            precompute = _since(start, device)
         optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-5)
         module.train()
         times = []
@@ -78,11 +78,12 @@ def worker(model_name: str, tuning: str, reference: str, args: argparse.Namespac
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if i >= args.warmup:
-                times.append(_now(device) - start)
+                times.append(_since(start, device))
     policy = sum(p.numel() for p in module.model.parameters())
     return {
-        "model": model_name, "tuning": tuning, "reference": reference, "step_ms": 1e3 * statistics.median(times),
-        "precompute_s": precompute_s, "precompute_pairs": len(dm.datasets["train"]), "peak_mib": memory.mib,
+        "model": model_name, "tuning": tuning, "reference": reference,
+        "step_ms": 1e3 * statistics.median(t[device.type == "cpu"] for t in times),  # CPU time on CPU, else wall
+        "wall_ms": 1e3 * min(wall for wall, _ in times), "precompute_s": precompute[device.type == "cpu"], "precompute_pairs": len(dm.datasets["train"]), "peak_mib": memory.mib,
         "policy_params": policy, "trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
         "held_params": sum(p.numel() for p in module.parameters()),  # policy + a registered reference copy
         "tokens": int(sum(batches[0][k].sum() for k in ("chosen_attention_mask", "rejected_attention_mask"))),
@@ -119,42 +120,53 @@ def _status_kib(field: str) -> int:
     return int(line.split()[1])
 
 
-def _now(device) -> float:
+def _now(device) -> tuple[float, float]:
+    """(wall, CPU) seconds. On a shared CPU the process's own CPU time (user + sys) is the robust measure: other
+    processes stretch the wall clock, not the work done. One thread keeps it free of spin-waits between threads."""
     import torch
 
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter()
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: tuple[float, float], device) -> tuple[float, float]:
+    wall, cpu = _now(device)
+    return wall - start[0], cpu - start[1]
 
 
 def table(rows: list[dict], args: argparse.Namespace) -> str:
-    load = os.getloadavg()[0]
+    cpu = args.device == "cpu"
     lines = [
         "# DPO step cost by reference strategy", "",
-        f"`python experiments/bench_dpo.py --device {args.device} --steps {args.steps} --batch {args.batch}`", "",
-        f"- device: {args.device}, torch {__import__('torch').__version__}, {args.threads} threads, 1-min load average "
-        f"{args.load_start:.1f} at the start and {load:.1f} at the end (other processes shared the CPU)",
-        f"- {args.batch} toy-world pairs per step (about {rows[0]['tokens']} non-pad tokens over chosen + rejected), "
-        f"vocabulary 1024, fp32; step = DPO step + backward + AdamW; median of {args.steps} steps after "
-        f"{args.warmup} warm-up; each case in a fresh process",
-        "- peak: " + ("`torch.cuda.max_memory_allocated` above the allocation before the model is built" if
-                      args.device == "cuda" else "peak RSS (`VmHWM`) above the RSS just before the model is built: "
-                      "weights, reference, grads, AdamW state, activations (glibc mmaps blocks >= 1 MiB)"),
-        "- precompute: the one-off no-grad pass over the train pairs (here only the benchmark's pairs)", "",
-        "| model | tuning | reference | params held | trainable | step (ms) | step / floor | peak (MiB) "
-        "| precompute (s) | precompute / step |",
+        f"`python experiments/bench_dpo.py --device {args.device} --steps {args.steps} --warmup {args.warmup} "
+        f"--batch {args.batch} --threads {args.threads}`", "",
+        f"- device: {args.device}, torch {__import__('torch').__version__}, {args.threads} thread(s); 1-min load "
+        f"average {args.load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (a shared machine)",
+        f"- {args.batch} toy-world pairs per step ({rows[0]['tokens']} non-pad tokens over chosen + rejected), "
+        f"vocabulary 1024, fp32; a step is the DPO step + backward + AdamW; median of {args.steps} steps after "
+        f"{args.warmup} warm-up; every case in a fresh process",
+        "- step: " + ("the process's CPU time (user + sys) per step, which other processes on a shared CPU do not "
+                      "inflate; `wall min` is the fastest step's wall clock" if cpu else "wall clock per step"),
+        "- peak: " + ("peak RSS (`VmHWM`) above the RSS just before the model is built: weights, reference, grads, "
+                      "AdamW state, activations (glibc mmaps blocks >= 1 MiB, so freed tensors leave the RSS)"
+                      if cpu else "`torch.cuda.max_memory_allocated` above the allocation before the model is built"),
+        "- precompute: the one-off no-grad pass over the pairs (reported per batch of the same size, as a fraction "
+        "of that case's training step)", "",
+        "| model | tuning | reference | params held | trainable | step (ms) | wall min (ms) | step / floor "
+        "| peak (MiB) | precompute per batch / step |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         floor = next(r for r in rows if r["model"] == row["model"] and r["reference"] == "none")["step_ms"]
         pre = row["precompute_s"]
-        per_step = pre * 1e3 / (row["precompute_pairs"] / args.batch) / row["step_ms"] if pre == pre else None
+        per_batch = "-" if pre != pre else f"{pre * 1e3 / (row['precompute_pairs'] / args.batch) / row['step_ms']:.2f}"
         lines.append(
             f"| {row['model']} | {row['tuning']} | {row['reference']} | {row['held_params'] / 1e6:.2f} M "
-            f"| {row['trainable'] / 1e6:.2f} M | {row['step_ms']:.0f} | {row['step_ms'] / floor:.2f} "
-            f"| {row['peak_mib']:.0f} | {'-' if pre != pre else f'{pre:.2f}'} "
-            f"| {'-' if per_step is None else f'{per_step:.2f} per batch'} |")
-    lines += ["", "floor = full fine-tuning with `reference=none` (SimPO): the policy forward/backward alone."]
+            f"| {row['trainable'] / 1e6:.2f} M | {row['step_ms']:.0f} | {row['wall_ms']:.0f} "
+            f"| {row['step_ms'] / floor:.2f} | {row['peak_mib']:.0f} | {per_batch} |")
+    lines += ["", "floor = full fine-tuning with `reference=none` (SimPO, policy forward/backward only) on the same "
+              "model. `params held` counts the policy plus a registered reference copy."]
     return "\n".join(lines) + "\n"
 
 
@@ -164,7 +176,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--worker", nargs=3, metavar=("MODEL", "TUNING", "REFERENCE"), help=argparse.SUPPRESS)
     args = parser.parse_args()

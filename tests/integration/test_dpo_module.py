@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 from functools import partial
 
@@ -15,6 +16,7 @@ from src.losses.ce import ce_loss
 from src.modules.backbones import tiny_llama
 from src.modules.dpo import DPOModule
 from src.modules.reference import FrozenCopy, pair_logps
+from tests.helpers import TINY, compose_cfg
 
 LORA = {"r": 4, "alpha": 8}
 
@@ -133,6 +135,22 @@ def test_sft_weight_adds_the_chosen_ce(dm, batch):
     torch.testing.assert_close(out_mixed["loss"] - out_plain["loss"], 0.5 * ce)
 
 
+def test_gradient_accumulation_does_not_change_the_update(tmp_path):
+    """2 micro-batches of 4 pairs and 1 batch of 8 give the same SGD step: the DPO mean is per pair, and the SFT
+    term's token mean is normalised over the accumulation window (``num_items_in_batch``)."""
+    updated = []
+    for batch_size, accumulate in ((8, 1), (4, 2)):
+        data = ToyWorldPreferenceDataModule(num_train=16, num_val=4, batch_size=batch_size)
+        module = make_module(data.tokenizer, sft_weight=1.0)
+        module.optimizer_factory = partial(torch.optim.SGD, lr=1.0)
+        fit(module, data, tmp_path, steps=1, accumulate_grad_batches=accumulate, enable_checkpointing=False)
+        updated.append(module.model.state_dict())
+    initial = make_module(ToyWorldPreferenceDataModule(num_train=4).tokenizer).model.state_dict()
+    assert not torch.equal(updated[0]["lm_head.weight"], initial["lm_head.weight"])  # the step did move the weights
+    for key, value in updated[0].items():
+        torch.testing.assert_close(updated[1][key], value, rtol=1e-5, atol=1e-6)
+
+
 # --- configuration errors name the key ------------------------------------------------------------------------------
 
 
@@ -202,16 +220,16 @@ def test_precomputed_table_rides_in_the_checkpoint(dm, tmp_path):
 
 
 @pytest.mark.slow
-def test_dpo_on_toy_pairs_raises_preference_accuracy(tmp_path):
-    dm = ToyWorldPreferenceDataModule(num_train=1024, num_val=64, batch_size=16, eval_batch_size=64)
-    module = DPOModule(model=partial(tiny_llama, dm.tokenizer, hidden_size=64, num_layers=2, num_heads=4),
-                       optimizer=partial(torch.optim.AdamW, lr=1e-3))
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=200, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
-                        val_check_interval=200, check_val_every_n_epoch=None, default_root_dir=tmp_path)
-    before = trainer.validate(module, datamodule=dm, verbose=False)[0]
-    trainer.fit(module, datamodule=dm)
-    after = trainer.callback_metrics
-    assert before["val/rewards/accuracies"] == 0 and before["val/loss"] == pytest.approx(math.log(2), abs=1e-5)
-    assert after["val/rewards/accuracies"] > 0.8, dict(after)
-    assert after["val/rewards/margins"] > 0.5 and after["val/loss"] < 0.45
+def test_dpo_toy_experiment_raises_preference_accuracy(tmp_path):
+    """The shipped ``experiment=dpo_toy`` (from scratch, 300 steps), with the precomputed reference for speed."""
+    import train
+
+    cfg = compose_cfg(["experiment=dpo_toy", *TINY, "callbacks=none", "trainer.val_check_interval=300",
+                       "++module.reference=precomputed", f"++module.reference_cache_dir={tmp_path / 'cache'}"], tmp_path)
+    train.train(cfg)
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        val = [row for row in csv.DictReader(f) if row.get("val/loss")]
+    before, after = val[0], val[-1]  # validate_before_fit, then step 300
+    assert float(before["val/rewards/accuracies"]) == 0 and float(before["val/loss"]) == pytest.approx(math.log(2))
+    assert float(after["val/rewards/accuracies"]) > 0.8, after
+    assert float(after["val/rewards/margins"]) > 1.0 and float(after["val/loss"]) < 0.4, after

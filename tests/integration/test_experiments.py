@@ -43,6 +43,9 @@ def _data_overrides(data: DictConfig, assets: dict) -> list[str]:
             overrides.append(f"++data.{key}={value}")
     if data.get("tokenizer", "toy") != "toy":
         overrides.append(f"++data.tokenizer={assets['model']}")
+    for key, child in data.items():  # a multi-stream DataModule (interleave) nests one DataModule per stream
+        if isinstance(child, DictConfig) and "_target_" in child:
+            overrides += [o.replace("++data.", f"++data.{key}.", 1) for o in _data_overrides(child, assets)]
     return overrides
 
 

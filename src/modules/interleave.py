@@ -1,0 +1,157 @@
+"""One model, two objectives: SFT (token-mean CE) and DPO, trained on the steps a schedule picks (XRIGHT).
+
+Each optimizer step trains on a weight per objective, e.g. ``{"dpo": 1.0}`` (ALRIGHT/MAXRIGHT/sequential) or
+``{"sft": 1 - lam, "dpo": lam}`` (Mix: both losses, one backward). The scheduler callback sets the weights with
+``request``; the module adopts them only at the start of an accumulation window, so a window never mixes choices.
+Without a callback every step trains ``default_objective``.
+
+The train loader only yields placeholders; real batches come from the DataModule's per-objective streams
+(``src.datamodules.interleave``), so an objective's data advances only when it trains. The DPO step, its reference
+strategies and their checkpoint state are DPOModule's own methods (borrowed, not copied); the SFT step is the base
+step with CE. Metric names: ``{stage}/sft_loss``, ``{stage}/dpo_loss``, DPO's ``rewards/*`` and ``logps/*``,
+``val/ce``/``val/ppl`` (held-out SFT CE, token-weighted), ``data/{sft,dpo}_epochs`` (stream coverage).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import torch
+
+from src.interleave.schedules import OBJECTIVES, Weights
+from src.modules.base import Metrics, NonFiniteLossError, PostTrainModule, batch_size_of
+from src.modules.ce import CEModule
+from src.modules.dpo import DPOModule
+from src.modules.reference import prepare_for_trainer
+from src.utils.checks import require_choice
+
+Batch = dict[str, torch.Tensor]
+PREFIXED = ("loss", "ce", "entropy")  # per-objective names; DPO's rewards/*, logps/*, logits/* are unique already
+
+
+class InterleaveModule(PostTrainModule):
+    loss_is_ce = True  # the SFT objective is CE itself
+
+    def __init__(
+        self,
+        model: Callable[[], torch.nn.Module],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        default_objective: str = "sft",
+        beta: float = 0.1,
+        label_smoothing: float = 0.0,
+        loss_type: str = "sigmoid",
+        average_logps: bool = False,
+        sft_weight: float = 0.0,
+        reference: str = "copy",
+        reference_cache_dir: str | None = None,
+        simpo_gamma: float = 0.5,
+    ):
+        """The DPO arguments mean what they mean for DPOModule (``sft_weight`` adds the chosen CE to DPO steps)."""
+        super().__init__(model, optimizer, scheduler)
+        require_choice("module.default_objective", default_objective, OBJECTIVES)
+        # DPOModule's own checks, so the DPO keys have one definition (building it constructs no model).
+        DPOModule(model, optimizer, scheduler, beta=beta, label_smoothing=label_smoothing, loss_type=loss_type,
+                  average_logps=average_logps, sft_weight=sft_weight, reference=reference,
+                  reference_cache_dir=reference_cache_dir, simpo_gamma=simpo_gamma)
+        self.reference = None
+        self.requested: Weights = {default_objective: 1.0}
+        self.window_weights: Weights = dict(self.requested)
+        self.window_losses: dict[str, list[torch.Tensor]] = {}
+
+    # --- the two objectives: SFT is the base step with CE, DPO is DPOModule's step and reference -------------------
+    objective = CEModule.objective
+    dpo_step = DPOModule.step  # reads self.hparams' DPO keys, self.reference_logps and the base API, all shared here
+    reference_logps = DPOModule.reference_logps
+    on_model_built = DPOModule.on_model_built
+    on_save_checkpoint = DPOModule.on_save_checkpoint
+    on_load_checkpoint = DPOModule.on_load_checkpoint
+
+    def step(self, batch: Batch, stage: str) -> Metrics:
+        return self.dpo_step(batch, stage) if "chosen_input_ids" in batch else super().step(batch, stage)
+
+    # --- the schedule's interface -----------------------------------------------------------------------------------
+    def request(self, weights: Weights) -> None:
+        """Train on ``weights`` from the next accumulation window on."""
+        self.requested = dict(weights)
+
+    def next_batch(self, objective: str) -> Batch:
+        datamodule = self.trainer.datamodule
+        if not hasattr(datamodule, "next_batch"):
+            raise TypeError(f"InterleaveModule trains from a multi-stream DataModule (data=interleave_*), got "
+                            f"{type(datamodule).__name__}")
+        return self.trainer.strategy.batch_to_device(datamodule.next_batch(objective))
+
+    @torch.no_grad()
+    def probe_losses(self, batches: dict[str, list[Batch]]) -> dict[str, torch.Tensor]:
+        """Mean loss of each objective on held-out batches, in eval mode (MAXRIGHT's refresh; no update, no grad)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return {obj: torch.stack([self.step(self.trainer.strategy.batch_to_device(b), "val")["_backward"]
+                                      for b in group]).mean() for obj, group in batches.items()}
+        finally:
+            self.train(was_training)
+
+    # --- Lightning hooks ---------------------------------------------------------------------------------------------
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """``batch`` is a placeholder; each objective in this window's weights pulls its own batch."""
+        if batch_idx % self.trainer.accumulate_grad_batches == 0:  # a window starts: adopt the latest request
+            self.window_weights, self.window_losses = dict(self.requested), {}
+        total = torch.zeros((), device=self.device)
+        for objective, weight in self.window_weights.items():
+            real = self.next_batch(objective)
+            metrics = self.step(real, "train")
+            loss, _ = metrics.pop("_backward"), metrics.pop("_tokens")
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"non-finite train/{objective}_loss ({loss.item()}) at global step {self.global_step}; stopping "
+                    "before the update, so the last checkpoint holds good weights")
+            self.window_losses.setdefault(objective, []).append(metrics["loss"])
+            self.log_dict({f"train/{k}": v for k, v in named(objective, metrics).items()}, on_step=True,
+                          on_epoch=False, batch_size=batch_size_of(real))
+            total = total + weight * loss
+        self.log("train/loss", total.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+        coverage = self.trainer.datamodule.coverage()
+        self.log_dict({f"data/{k}_epochs": v for k, v in coverage.items()}, on_step=True, on_epoch=False, batch_size=1)
+        return total
+
+    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        objective = "dpo" if "chosen_input_ids" in batch else "sft"
+        metrics = self.step(batch, "val")
+        metrics.pop("_backward")
+        tokens = int(metrics.pop("_tokens"))
+        if objective == "sft":  # val/ce and val/ppl (base hooks) are the token-weighted held-out SFT CE
+            self._val_nll[0] += float(metrics["ce"]) * tokens
+            self._val_nll[1] += tokens
+        # SFT means are token-weighted (batch_size=tokens), DPO means pair-weighted: exact over the whole set.
+        size = tokens if objective == "sft" else batch_size_of(batch)
+        self.log_dict({f"val/{k}": v for k, v in named(objective, metrics).items()}, on_epoch=True, sync_dist=True,
+                      batch_size=max(size, 1), add_dataloader_idx=False)
+
+    def on_fit_start(self) -> None:
+        self._prepare_reference()
+
+    def on_validation_start(self) -> None:
+        self._prepare_reference()
+
+    def _prepare_reference(self) -> None:
+        """A precomputed reference table needs the preference data: point DPO's preparation at the prefs stream."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        sources = getattr(datamodule, "sources", None)
+        if self.reference is None or sources is None:
+            return
+        view = SimpleNamespace(datamodule=sources["dpo"], precision=self.trainer.precision,
+                               precision_plugin=self.trainer.precision_plugin)
+        prepare_for_trainer(self.reference, self.model, view)
+
+
+def named(objective: str, metrics: Metrics) -> Metrics:
+    """``loss``/``ce``/``entropy`` become ``{objective}_loss`` ...; SFT's ``ce`` duplicates its loss and is dropped."""
+    out = {}
+    for key, value in metrics.items():
+        if key == "ce" and objective == "sft":
+            continue
+        out[f"{objective}_{key}" if key in PREFIXED else key] = value
+    return out
