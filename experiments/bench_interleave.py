@@ -1,22 +1,26 @@
 """Wall time per optimizer step of ALRIGHT, MAXRIGHT and Mix against sequential, at the same number of steps.
 
-    python experiments/bench_interleave.py [--steps 40] [--repeats 3] [--threads 2] [--out <markdown file>]
+    python experiments/bench_interleave.py [--steps 100] [--repeats 3] [--threads 1] [--out <markdown file>]
 
 One process, one model and data setup; every (repeat, method) is a fresh ``trainer.fit`` of ``--steps`` optimizer
 steps from the same initial weights and seed, with the methods in a rotated order each repeat (interleaved repeats,
 so drift in machine load hits every method alike). lam = 0.5 everywhere: sequential trains SFT for the first half
 and DPO for the second, ALRIGHT "bresenham" alternates (the same number of DPO steps as sequential, so any gap is
-scheduling overhead), ALRIGHT "random" draws (its DPO count is in the table), MAXRIGHT refreshes on held-out probes
-every 10 steps, Mix computes both objectives every step.
+scheduling overhead), ALRIGHT "random" draws, MAXRIGHT picks by its gaps (optima 0) after held-out probes every 10
+steps, Mix computes both objectives every step.
 
 Step time is the scheduler callback's own measurement (``cost/train_seconds`` / steps: choice, probe, data pull,
 forward, backward, optimizer step); "fit" is the whole ``trainer.fit`` wall time per step (Lightning's loop
-included). Peak memory: ``cost/*_peak_mb`` (CPU: peak RSS of the process, see ``src.interleave.cost``).
+included). Runs with another SFT/DPO mix than sequential's are also compared with what sequential's own SFT and DPO
+step times predict for that mix. Memory: the largest per-step peak RSS (``src.interleave.cost``) above the RSS just
+before the fit, with glibc told to ``mmap`` blocks >= 1 MiB so that an earlier run's freed tensors leave the RSS.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import platform
 import statistics
 import sys
@@ -32,7 +36,8 @@ import torch  # noqa: E402
 
 from src.callbacks.interleave import InterleaveScheduler  # noqa: E402
 from src.datamodules.interleave import InterleaveDataModule  # noqa: E402
-from src.datamodules.preference import ToyWorldPreferenceDataModule  # noqa: E402
+from src.interleave.cost import peak_mb, reset_peak  # noqa: E402
+from src.datamodules.toyworld_style import ToyWorldStylePreferenceDataModule  # noqa: E402
 from src.datamodules.toyworld import ToyWorldSFTDataModule  # noqa: E402
 from src.interleave.schedules import Alright, MaxRight, Mix, Sequential  # noqa: E402
 from src.modules.backbones import tiny_llama  # noqa: E402
@@ -51,6 +56,7 @@ MODEL = dict(hidden_size=128, num_layers=4, num_heads=4)
 
 def fit_once(name: str, sources: tuple, args: argparse.Namespace) -> dict[str, float]:
     L.seed_everything(0, verbose=False)
+    gc.collect()
     dm = InterleaveDataModule(*sources)  # fresh streams: every run sees the same data order
     module = InterleaveModule(model=partial(tiny_llama, dm.tokenizer, **MODEL),
                               optimizer=partial(torch.optim.AdamW, lr=1e-4, betas=(0.9, 0.95)))
@@ -58,45 +64,57 @@ def fit_once(name: str, sources: tuple, args: argparse.Namespace) -> dict[str, f
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=args.steps, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                         gradient_clip_val=1.0, callbacks=[scheduler])
+    reset_peak(torch.device("cpu"))  # VmHWM := the current RSS
+    base_mb = peak_mb(torch.device("cpu")) if Path("/proc/self/clear_refs").exists() else float("nan")
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     fit_s = time.perf_counter() - start
-    return {"step_ms": 1000 * scheduler.seconds["train"] / args.steps, "fit_ms": 1000 * fit_s / args.steps,
-            "dpo_steps": scheduler.steps["dpo"], "sft_steps": scheduler.steps["sft"],
-            "peak_mb": max(scheduler.peaks.values())}
+    steps, seconds = scheduler.steps, scheduler.seconds
+    return {"step_ms": 1000 * seconds["train"] / args.steps, "fit_ms": 1000 * fit_s / args.steps,
+            "sft_steps": steps["sft"], "dpo_steps": steps["dpo"],
+            "sft_ms": 1000 * seconds.get("sft", 0.0) / max(steps["sft"], 1),
+            "dpo_ms": 1000 * seconds.get("dpo", 0.0) / max(steps["dpo"], 1),
+            "probe_ms": 1000 * seconds["probe"] / args.steps, "mem_mb": max(scheduler.peaks.values()) - base_mb}
 
 
 def table(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
-    base = statistics.median(r["step_ms"] for r in results["sequential"])
+    med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
+    seq = results["sequential"]
+    base, t_sft, t_dpo = med(seq, "step_ms"), med(seq, "sft_ms"), med(seq, "dpo_ms")
     lines = [
         f"CPU benchmark: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, a shared machine. Tiny Llama {MODEL} from scratch, toy world, "
-        f"SFT micro-batch 12, 4 pairs (reference: frozen copy), AdamW, lam = {LAM}, {args.steps} optimizer steps "
-        f"per run, {args.repeats} interleaved repeats; median [min, max] over repeats.",
+        f"{torch.get_num_threads()} thread(s), a shared machine. Tiny Llama {MODEL} from scratch, toy-world tasks "
+        f"and style pairs, SFT micro-batch 12, 4 pairs (reference: frozen copy), AdamW, lam = {LAM}, {args.steps} "
+        f"optimizer steps per run, {args.repeats} interleaved repeats; median [min, max] over repeats. Sequential's "
+        f"own steps: SFT {t_sft:.0f} ms, DPO {t_dpo:.0f} ms.",
         "",
-        "| method | SFT / DPO steps | ms per step | vs sequential | fit ms per step | peak RSS MiB |",
-        "|---|---|---|---|---|---|",
+        "| method | SFT / DPO steps | ms per step | vs sequential | vs sequential at the same SFT/DPO mix | "
+        "probe ms per step | fit ms per step | peak RSS above start, MiB |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in results.items():
         step = [r["step_ms"] for r in runs]
-        fit = statistics.median(r["fit_ms"] for r in runs)
+        n_sft, n_dpo = runs[0]["sft_steps"], runs[0]["dpo_steps"]
+        predicted = (n_sft * t_sft + n_dpo * t_dpo) / args.steps  # the same work as sequential steps
         lines.append(
-            f"| {name} | {runs[0]['sft_steps']} / {runs[0]['dpo_steps']} | {statistics.median(step):.0f} "
-            f"[{min(step):.0f}, {max(step):.0f}] | {100 * (statistics.median(step) / base - 1):+.1f}% | {fit:.0f} | "
-            f"{max(r['peak_mb'] for r in runs):.0f} |")
+            f"| {name} | {n_sft} / {n_dpo} | {med(runs, 'step_ms'):.0f} [{min(step):.0f}, {max(step):.0f}] | "
+            f"{100 * (med(runs, 'step_ms') / base - 1):+.1f}% | {100 * (med(runs, 'step_ms') / predicted - 1):+.1f}% | "
+            f"{med(runs, 'probe_ms'):.1f} | {med(runs, 'fit_ms'):.0f} | {med(runs, 'mem_mb'):.0f} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads; more than free cores thrash")
     parser.add_argument("--out", default=str(ROOT / "experiments" / "results" / "bench_interleave_cpu.md"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if Path("/proc/self/clear_refs").exists():
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB: freed tensors leave the RSS
     sources = (ToyWorldSFTDataModule(num_train=1000, num_val=50, batch_size=12, seed=0),
-               ToyWorldPreferenceDataModule(num_train=500, num_val=50, batch_size=4, seed=0))
+               ToyWorldStylePreferenceDataModule(num_train=500, num_val=50, batch_size=4, seed=0))
     for source in sources:
         source.setup("fit")
     names = list(METHODS)

@@ -4,7 +4,8 @@ One policy forward covers the concatenated ``[chosen; rejected]`` batch (XRIGHT/
 reference log-probs come from a strategy in ``reference.py``; the formulas live in :func:`src.losses.dpo.dpo_loss`.
 Metrics use TRL's names under the stage prefix (``train/rewards/margins``, ``val/logps/chosen`` ...). ``ce`` is the
 token-mean NLL of the *chosen* responses, so ``val/ce`` and ``val/ppl`` say whether the policy still models the
-preferred answers, and with ``sft_weight > 0`` the loss adds that term (an RPO/"DPO + NLL" objective).
+preferred answers; ``sft_weight > 0`` adds that term to the loss, the DPO + NLL objective of Pang et al. 2024
+(arXiv 2404.19733; TRL's ``rpo_alpha``), here a token mean over the accumulation window's chosen tokens.
 """
 
 from __future__ import annotations

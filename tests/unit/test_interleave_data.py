@@ -104,3 +104,15 @@ def test_mismatched_tokenizers_name_the_key():
     prefs.tokenizer.add_tokens(["<extra_token>"])  # a vocabulary unlike the SFT stream's: one model cannot serve both
     with pytest.raises(ValueError, match=r"data\.prefs\.tokenizer"):
         InterleaveDataModule(ToyWorldSFTDataModule(num_train=8, num_val=4), prefs)
+
+
+def test_style_pairs_prefer_the_shortest_correct_phrasing():
+    from src.datamodules.toyworld_style import make_style_preferences
+    from src.toyworld.tasks import answer_is_correct, make_problems
+
+    pairs = make_style_preferences(40, "train", seed=3)
+    for pair, problem in zip(pairs, make_problems(40, "train", seed=3)):
+        assert pair["prompt"] == problem.prompt
+        assert pair["chosen"] == min(problem.responses, key=len) and pair["rejected"] in problem.responses
+        assert len(pair["rejected"]) > len(pair["chosen"])
+        assert answer_is_correct(pair["chosen"], problem.answer) and answer_is_correct(pair["rejected"], problem.answer)
