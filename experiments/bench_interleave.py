@@ -1,6 +1,6 @@
 """Wall time per optimizer step of ALRIGHT, MAXRIGHT and Mix against sequential, at the same number of steps.
 
-    python experiments/bench_interleave.py [--steps 100] [--repeats 3] [--threads 1] [--out <markdown file>]
+    python experiments/bench_interleave.py [--steps 60] [--repeats 7] [--threads 1] [--out <markdown file>]
 
 One process, one model and data setup; every (repeat, method) is a fresh ``trainer.fit`` of ``--steps`` optimizer
 steps from the same initial weights and seed, with the methods in a rotated order each repeat (interleaved repeats,
@@ -78,35 +78,46 @@ def fit_once(name: str, sources: tuple, args: argparse.Namespace) -> dict[str, f
 
 
 def table(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
-    med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
+    """Ratios are paired: each run against the sequential run of the same repeat (minutes apart, similar load)."""
     seq = results["sequential"]
-    base, t_sft, t_dpo = med(seq, "step_ms"), med(seq, "sft_ms"), med(seq, "dpo_ms")
     lines = [
         f"CPU benchmark: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} thread(s), a shared machine. Tiny Llama {MODEL} from scratch, toy-world tasks "
         f"and style pairs, SFT micro-batch 12, 4 pairs (reference: frozen copy), AdamW, lam = {LAM}, {args.steps} "
-        f"optimizer steps per run, {args.repeats} interleaved repeats; median [min, max] over repeats. Sequential's "
-        f"own steps: SFT {t_sft:.0f} ms, DPO {t_dpo:.0f} ms.",
+        f"optimizer steps per run, {args.repeats} interleaved repeats. Medians [min, max] over repeats; the ratios "
+        f"pair each run with the sequential run of its repeat. Sequential's own steps: SFT "
+        f"{_median(seq, 'sft_ms'):.0f} ms, DPO {_median(seq, 'dpo_ms'):.0f} ms.",
         "",
         "| method | SFT / DPO steps | ms per step | vs sequential | vs sequential at the same SFT/DPO mix | "
         "probe ms per step | fit ms per step | peak RSS above start, MiB |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in results.items():
-        step = [r["step_ms"] for r in runs]
-        n_sft, n_dpo = runs[0]["sft_steps"], runs[0]["dpo_steps"]
-        predicted = (n_sft * t_sft + n_dpo * t_dpo) / args.steps  # the same work as sequential steps
+        raw = [100 * (r["step_ms"] / s["step_ms"] - 1) for r, s in zip(runs, seq)]
+        # The same SFT and DPO steps taken at sequential's per-kind speed (Mix: both per step, so 2x the work).
+        predicted = [(r["sft_steps"] * s["sft_ms"] + r["dpo_steps"] * s["dpo_ms"]) / args.steps
+                     for r, s in zip(runs, seq)]
+        mixed = [100 * (r["step_ms"] / p - 1) for r, p in zip(runs, predicted)]
         lines.append(
-            f"| {name} | {n_sft} / {n_dpo} | {med(runs, 'step_ms'):.0f} [{min(step):.0f}, {max(step):.0f}] | "
-            f"{100 * (med(runs, 'step_ms') / base - 1):+.1f}% | {100 * (med(runs, 'step_ms') / predicted - 1):+.1f}% | "
-            f"{med(runs, 'probe_ms'):.1f} | {med(runs, 'fit_ms'):.0f} | {med(runs, 'mem_mb'):.0f} |")
+            f"| {name} | {runs[0]['sft_steps']} / {runs[0]['dpo_steps']} | "
+            f"{_spread([r['step_ms'] for r in runs], '.0f')} | {_spread(raw, '+.1f', '%')} | "
+            f"{_spread(mixed, '+.1f', '%')} | {_median(runs, 'probe_ms'):.1f} | "
+            f"{_median(runs, 'fit_ms'):.0f} | {_median(runs, 'mem_mb'):.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def _median(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def _spread(values: list[float], fmt: str, unit: str = "") -> str:
+    return f"{statistics.median(values):{fmt}}{unit} [{min(values):{fmt}}, {max(values):{fmt}}]"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="torch threads; more than free cores thrash")
     parser.add_argument("--out", default=str(ROOT / "experiments" / "results" / "bench_interleave_cpu.md"))
     args = parser.parse_args()
