@@ -83,7 +83,8 @@ def worker(model_name: str, tuning: str, reference: str, args: argparse.Namespac
     return {
         "model": model_name, "tuning": tuning, "reference": reference,
         "step_ms": 1e3 * statistics.median(t[device.type == "cpu"] for t in times),  # CPU time on CPU, else wall
-        "wall_ms": 1e3 * min(wall for wall, _ in times), "precompute_s": precompute[device.type == "cpu"], "precompute_pairs": len(dm.datasets["train"]), "peak_mib": memory.mib,
+        "wall_ms": 1e3 * min(wall for wall, _ in times), "precompute_s": precompute[device.type == "cpu"],
+        "precompute_pairs": len(dm.datasets["train"]), "peak_mib": memory.mib,
         "policy_params": policy, "trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
         "held_params": sum(p.numel() for p in module.parameters()),  # policy + a registered reference copy
         "tokens": int(sum(batches[0][k].sum() for k in ("chosen_attention_mask", "rejected_attention_mask"))),

@@ -224,8 +224,9 @@ def test_dpo_toy_experiment_raises_preference_accuracy(tmp_path):
     """The shipped ``experiment=dpo_toy`` (from scratch, 300 steps), with the precomputed reference for speed."""
     import train
 
-    cfg = compose_cfg(["experiment=dpo_toy", *TINY, "callbacks=none", "trainer.val_check_interval=300",
-                       "++module.reference=precomputed", f"++module.reference_cache_dir={tmp_path / 'cache'}"], tmp_path)
+    overrides = ["experiment=dpo_toy", *TINY, "callbacks=none", "trainer.val_check_interval=300",
+                 "++module.reference=precomputed", f"++module.reference_cache_dir={tmp_path / 'cache'}"]
+    cfg = compose_cfg(overrides, tmp_path)
     train.train(cfg)
     with open(tmp_path / "csv" / "metrics.csv") as f:
         val = [row for row in csv.DictReader(f) if row.get("val/loss")]
