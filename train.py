@@ -1,28 +1,43 @@
 """Train one experiment: ``python train.py experiment=<name> [key=value ...]``; ``-m`` sweeps.
 
-Reads top to bottom: data, backbone, objective, callbacks, loggers, trainer, (validate), fit. Returns the
-``optimized_metric`` so Hydra sweepers can optimise it.
+Reads top to bottom: checks, data, backbone, objective, callbacks, loggers, trainer, (validate), fit. The run ends
+on a validation (``FinalValidation``), and ``main`` returns its ``optimized_metric`` to Hydra's sweepers.
 """
 
 from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
 from omegaconf import DictConfig
 
+from src.callbacks.precision_guard import HalfPrecisionGuard
+from src.configs import register_configs
+from src.utils.cli import unknown_key_help
 from src.utils.instantiate import instantiate, instantiate_all
-from src.utils.run import finish_run, log_config
+from src.utils.preflight import preflight
+from src.utils.run import announce_run, finish_run, log_config
+
+ROOT = Path(__file__).resolve().parent
+CONFIG_DIR = ROOT / "conf"
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+register_configs()
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    announce_run(cfg)
+    preflight(cfg)  # optimizer, schedule and precision settings fail here, before any data or model
     if cfg.get("cpu_threads"):
         torch.set_num_threads(cfg.cpu_threads)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     backbone = instantiate(cfg.model, tokenizer=datamodule.tokenizer)
     module = instantiate(cfg.module, model=backbone)
-    callbacks = instantiate_all(cfg.get("callbacks"))
+    callbacks = instantiate_all(cfg.get("callbacks")) + [HalfPrecisionGuard(cfg.pure_half_precision)]
     loggers = instantiate_all(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log_config(cfg, trainer)
@@ -33,11 +48,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return finish_run(cfg, trainer)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     return metrics.get(cfg.optimized_metric)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code:  # Hydra printed the error; for an unknown key, also say which keys exist
+            hint = unknown_key_help(sys.argv[1:], CONFIG_DIR, "train")
+            if hint:
+                print(hint, file=sys.stderr)
+        raise

@@ -73,7 +73,7 @@ def worker(model_name: str, tuning: str, reference: str, args: argparse.Namespac
         times = []
         for i, batch in enumerate(batches):
             start = _now(device)
-            loss = module.step(batch, "train")["_backward"]
+            loss = module.step(batch, "train").loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

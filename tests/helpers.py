@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+
+from src.configs import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -26,6 +29,7 @@ TINY_MODEL = ["++model.hidden_size=32", "++model.num_layers=2", "++model.num_hea
 
 def compose_cfg(overrides: list[str], output_dir: Path) -> DictConfig:
     """The composed ``train.yaml`` with ``overrides``, writing under ``output_dir``; ``${hydra:...}`` resolves."""
+    register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides + [f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}"],
@@ -34,6 +38,40 @@ def compose_cfg(overrides: list[str], output_dir: Path) -> DictConfig:
     with open_dict(cfg):
         del cfg["hydra"]  # a real run's cfg has no hydra node either
     return cfg
+
+
+# DataModule class -> the local asset (tests/conftest.py ``assets``) that stands in for its hub dataset.
+DATA_ASSETS = {
+    "AlpacaDataModule": "alpaca",
+    "UltraFeedbackSFTDataModule": "ultrafeedback_sft",
+    "UltraFeedbackPreferenceDataModule": "ultrafeedback_prefs",
+    "HHPreferenceDataModule": "hh",
+    "WikiTextDataModule": "wikitext",
+}
+
+
+def local_stand_ins(cfg: DictConfig, assets: dict) -> list[str]:
+    """Overrides that run a hub/GPU recipe ``cfg`` on CPU: the saved tiny model, local data files, small sizes."""
+    overrides = ["trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.devices=1",
+                 "trainer.accumulate_grad_batches=1"]
+    if cfg.model._target_.endswith("pretrained"):
+        overrides += [f"model.name_or_path={assets['model']}", "model.dtype=float32",
+                      "model.gradient_checkpointing=false", "model.attn_implementation=null"]
+    return overrides + _data_stand_ins(cfg.data, assets)
+
+
+def _data_stand_ins(data: DictConfig, assets: dict, prefix: str = "data") -> list[str]:
+    name = data._target_.rsplit(".", 1)[-1]
+    overrides = []
+    if name in DATA_ASSETS:  # a single local file: val_size of its rows are held out as validation
+        overrides += [f"{prefix}.path={assets[DATA_ASSETS[name]]}", f"{prefix}.val_size=4"]
+    overrides += [f"{prefix}.{key}={value}" for key, value in (("num_train", 32), ("num_val", 8)) if key in data]
+    if data.get("tokenizer", "toy") != "toy":
+        overrides.append(f"{prefix}.tokenizer={assets['model']}")
+    for key, child in data.items():  # a multi-stream DataModule (interleave) nests one DataModule per stream
+        if isinstance(child, DictConfig) and "_target_" in child:
+            overrides += _data_stand_ins(child, assets, f"{prefix}.{key}")
+    return overrides
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -82,3 +120,20 @@ def hh_rows(n: int = 24) -> list[dict]:
         rows.append({"chosen": f"{prompt} {i} + 1 = {i + 1}. The answer is {i + 1}.",
                      "rejected": f"{prompt} I do not know."})
     return rows
+
+
+def llama_style_tokenizer(toy: Any) -> Any:
+    """The toy tokenizer made Llama-like: its post-processor puts ``<s>`` before every text and its chat template
+    renders ``{{ bos_token }}`` too (as Llama-2/3 and Zephyr templates do), the setup that can encode two BOS."""
+    from tokenizers import Tokenizer
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer.from_str(toy.backend_tokenizer.to_str())
+    bos = toy.bos_token
+    backend.post_processor = TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                                special_tokens=[(bos, toy.bos_token_id)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token=toy.eos_token,
+                                        pad_token=toy.pad_token, unk_token=toy.unk_token)
+    tokenizer.chat_template = "{{ bos_token }}" + toy.chat_template
+    return tokenizer

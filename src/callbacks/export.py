@@ -28,11 +28,17 @@ def export_hf(model: torch.nn.Module, tokenizer: Any, out_dir: str | Path, merge
 
 
 class HFExport(Callback):
+    """Exports at the end of training; ``exported`` is the directory written (None until then, and on other ranks)."""
+
     def __init__(self, dirpath: str, merge_lora: bool = True):
         self.dirpath, self.merge_lora = dirpath, merge_lora
+        self.exported: Path | None = None
 
     @rank_zero_only
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.fast_dev_run:  # a wiring check: one step of weights is not a model anyone should load
+            log.info("fast_dev_run: skipping the Hugging Face export to %s", self.dirpath)
+            return
         tokenizer = getattr(trainer.datamodule, "tokenizer", None)
-        out = export_hf(pl_module.model, tokenizer, self.dirpath, self.merge_lora)
-        log.info("exported Hugging Face model and tokenizer to %s", out)
+        self.exported = export_hf(pl_module.model, tokenizer, self.dirpath, self.merge_lora)
+        log.info("exported Hugging Face model and tokenizer to %s", self.exported)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
@@ -19,6 +17,14 @@ class TaskAccuracy(Callback):
 
     def __init__(self, num_prompts: int = 64, max_new_tokens: int = 48, batch_size: int = 32):
         self.num_prompts, self.max_new_tokens, self.batch_size = num_prompts, max_new_tokens, batch_size
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        dm = trainer.datamodule
+        if not (hasattr(dm, "problems") and hasattr(dm, "prompt_text")):
+            raise ValueError(
+                f"TaskAccuracy callback: {type(dm).__name__} has no problems() / prompt_text(); the callback scores "
+                "toy-world answers only. Use callbacks=default with this data, or toy-world data "
+                "(data=toyworld, toyworld_prefs, toyworld_style_prefs or toyworld_corpus)")
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:

@@ -27,16 +27,20 @@ def encode_segments(
 ) -> dict[str, list[int]] | str:
     """Tokenize each segment on its own and concatenate; labels are ``IGNORE_INDEX`` outside trained segments.
 
+    ``prefix_ids`` (the tokenizer's BOS, see ``special_prefix``) go first unless the text already starts with them.
+
     Returns the encoded example, or the name of the reason the row is dropped.
     """
     if not any(train and text.strip() for text, train in segments):
         return "empty_response"
     pieces = tokenizer([text for text, _ in segments], add_special_tokens=False)["input_ids"]
-    input_ids = list(prefix_ids or [])
-    labels = [IGNORE_INDEX] * len(input_ids)
+    input_ids, labels = [], []
     for ids, (_, train) in zip(pieces, segments):
         input_ids += ids
         labels += ids if train else [IGNORE_INDEX] * len(ids)
+    prefix_ids = prefix_ids or []
+    if input_ids[: len(prefix_ids)] != prefix_ids:  # a chat template that renders {{ bos_token }} has its BOS already
+        input_ids, labels = prefix_ids + input_ids, [IGNORE_INDEX] * len(prefix_ids) + labels
     first_trained = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), None)
     if first_trained is None:
         return "empty_response"

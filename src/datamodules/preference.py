@@ -13,14 +13,13 @@ assistant's reply), ``malformed_transcript`` (HH) and ``missing_field`` / ``malf
 
 from __future__ import annotations
 
-import random
 from typing import Any, Callable
 
 from src.datamodules.base import PostTrainDataModule
 from src.datamodules.collate import PreferenceCollator
 from src.datamodules.encode import encode_segments
 from src.datamodules.hh import parse_hh_transcript, raw_hh_prompt
-from src.datamodules.sources import load_rows
+from src.datamodules.sources import train_val_rows
 from src.datamodules.templates import Segment, alpaca_prompt, chat_segments
 from src.losses.logprobs import IGNORE_INDEX
 from src.toyworld.tasks import Problem, make_preferences, make_problems
@@ -33,7 +32,7 @@ Pair = tuple[list[Segment], list[Segment]]
 class PreferenceDataModule(PostTrainDataModule):
     """Pairs from ``path`` (hub id or local json/jsonl/parquet); a subclass turns a row into two segment lists.
 
-    ``val_split: null`` holds out ``val_size`` train rows instead (as the SFT DataModules do).
+    ``val_split: null`` or a local file holds out ``val_size`` train rows instead (``sources.train_val_rows``).
     """
 
     def __init__(self, path: str, name: str | None = None, train_split: str = "train", val_split: str | None = "test",
@@ -42,16 +41,13 @@ class PreferenceDataModule(PostTrainDataModule):
         require(val_size >= 1, "data.val_size", val_size, "at least 1")
         self.path, self.name, self.train_split, self.val_split = path, name, train_split, val_split
         self.val_size = val_size
+        self.rows: tuple[Any, Any] | None = None  # (train, val), loaded together so they can be checked for overlap
 
     def load_split(self, split: str) -> Any:
-        limit = self.limit if split == "train" else self.val_limit
-        if self.val_split is not None:
-            return load_rows(self.path, self.train_split if split == "train" else self.val_split, self.name, limit)
-        rows = load_rows(self.path, self.train_split, self.name)
-        require(len(rows) > self.val_size, "data.val_size", self.val_size, f"fewer than the {len(rows)} rows")
-        parts = rows.train_test_split(test_size=self.val_size, seed=self.seed, shuffle=True)
-        rows = parts["train" if split == "train" else "test"]
-        return rows.select(range(min(limit, len(rows)))) if limit else rows
+        if self.rows is None:
+            self.rows = train_val_rows(self.path, self.name, self.train_split, self.val_split, self.val_size, self.seed,
+                                       self.limit, self.val_limit)
+        return self.rows[0 if split == "train" else 1]
 
     def pair(self, row: dict[str, Any]) -> Pair | str:
         """``(chosen segments, rejected segments)`` sharing their prompt segments, or the reason to drop the row."""

@@ -7,13 +7,14 @@ from typing import Any, Callable
 from src.datamodules.base import PostTrainDataModule
 from src.datamodules.collate import SFTCollator
 from src.datamodules.encode import encode_segments
-from src.datamodules.sources import load_rows
+from src.datamodules.sources import train_val_rows
 from src.datamodules.templates import Segment, alpaca_prompt, chat_segments
 from src.utils.checks import require, require_choice
 
 
 class SFTDataModule(PostTrainDataModule):
-    """Rows from ``path`` (hub id or local file). ``val_split: null`` holds out ``val_size`` train rows instead."""
+    """Rows from ``path`` (hub id or local file). ``val_split: null`` or a local file holds out ``val_size`` train
+    rows instead (``sources.train_val_rows``)."""
 
     def __init__(
         self, path: str, name: str | None = None, train_split: str = "train", val_split: str | None = None,
@@ -23,16 +24,13 @@ class SFTDataModule(PostTrainDataModule):
         require(val_size >= 1, "data.val_size", val_size, "at least 1")
         self.path, self.name = path, name
         self.train_split, self.val_split, self.val_size = train_split, val_split, val_size
+        self.rows: tuple[Any, Any] | None = None  # (train, val), loaded together so they can be checked for overlap
 
     def load_split(self, split: str) -> Any:
-        if self.val_split is not None:
-            which = self.train_split if split == "train" else self.val_split
-            return load_rows(self.path, which, self.name, self.limit if split == "train" else self.val_limit)
-        rows = load_rows(self.path, self.train_split, self.name)
-        require(len(rows) > self.val_size, "data.val_size", self.val_size, f"fewer than the {len(rows)} rows of {self.path}")
-        parts = rows.train_test_split(test_size=self.val_size, seed=self.seed, shuffle=True)
-        rows, limit = (parts["train"], self.limit) if split == "train" else (parts["test"], self.val_limit)
-        return rows.select(range(min(limit, len(rows)))) if limit else rows
+        if self.rows is None:
+            self.rows = train_val_rows(self.path, self.name, self.train_split, self.val_split, self.val_size, self.seed,
+                                       self.limit, self.val_limit)
+        return self.rows[0 if split == "train" else 1]
 
     def segments(self, row: dict[str, Any]) -> list[Segment] | str:
         raise NotImplementedError

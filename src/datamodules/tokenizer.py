@@ -6,6 +6,8 @@ from typing import Any
 
 from transformers import AutoTokenizer
 
+from src.datamodules.toy_tokenizer import toy_tokenizer
+
 
 def load_tokenizer(name_or_path: str = "toy", chat_template: str | None = None, cache_dir: str | None = None) -> Any:
     """``"toy"`` builds the project's BPE; anything else goes to ``AutoTokenizer.from_pretrained``.
@@ -13,8 +15,6 @@ def load_tokenizer(name_or_path: str = "toy", chat_template: str | None = None, 
     A tokenizer without a pad token pads with its EOS (pads are masked out of the loss and attention).
     """
     if name_or_path == "toy":
-        from src.toyworld.tokenizer import toy_tokenizer
-
         tokenizer = toy_tokenizer(cache_dir)
     else:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)

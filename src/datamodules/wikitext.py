@@ -52,6 +52,8 @@ class WikiTextDataModule(PostTrainDataModule):
     ):
         super().__init__(max_length=block_size, **kwargs)
         require(val_size >= 1, "data.val_size", val_size, "at least 1")
+        require(val_path is None or Path(val_path).expanduser().resolve() != Path(path).expanduser().resolve(),
+                "data.val_path", val_path, "a file other than data.path (validating on the training text)")
         self.path, self.name, self.val_path, self.val_size = path, name, val_path, val_size
         self.train_split, self.val_split, self.text_field = train_split, val_split, text_field
         self.append_eos = append_eos
@@ -64,6 +66,8 @@ class WikiTextDataModule(PostTrainDataModule):
     def load_split(self, split: str) -> Any:
         limit = self.limit if split == "train" else self.val_limit
         if not Path(self.path).expanduser().is_file():
+            require(self.val_split != self.train_split, "data.val_split", self.val_split,
+                    f"a split other than data.train_split (validating on the training text of {self.path})")
             return load_rows(self.path, self.train_split if split == "train" else self.val_split, self.name, limit)
         if self.val_path is not None:
             rows = read_lines(self.path if split == "train" else self.val_path)

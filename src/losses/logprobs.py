@@ -25,9 +25,10 @@ def target_mask(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> tuple
     return mask, labels.masked_fill(~mask, 0)
 
 
-def num_label_tokens(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Number of kept (shifted) label tokens in the batch, as a 0-d long tensor."""
-    return (labels[:, 1:] != ignore_index).sum()
+def num_label_tokens(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX, per_row: bool = False) -> torch.Tensor:
+    """Kept label tokens after the shift: a 0-d long tensor for the batch, or ``[B]`` per row (``per_row=True``)."""
+    kept = labels[:, 1:] != ignore_index  # (B, T-1)
+    return kept.sum(-1) if per_row else kept.sum()
 
 
 def gather_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

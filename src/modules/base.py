@@ -1,22 +1,29 @@
 """The shared base of every objective: backbone injection, optimizer and schedule, the step, and metric logging.
 
 An objective subclass declares its hyperparameters and implements ``objective`` (SFT-style losses on logits) or
-overrides ``step`` (DPO). The backbone is built in ``configure_model`` so sharding strategies can wrap it, and
-``hidden_states`` is the entry for losses that work from the last hidden layer (chunked/fused heads).
+overrides ``step`` (DPO). ``step`` returns a :class:`StepResult`. The backbone is built in ``configure_model`` so
+sharding strategies can wrap it.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 from lightning.pytorch import LightningModule
 
 from src.losses.ce import ce_loss
-from src.losses.logprobs import IGNORE_INDEX, shift
+from src.losses.logprobs import IGNORE_INDEX, num_label_tokens, shift
 
 Metrics = dict[str, torch.Tensor]
+
+
+class StepResult(NamedTuple):
+    """What one step hands its caller: the tensor to backpropagate, the tokens it averaged, and what to log."""
+
+    loss: torch.Tensor  # the training loss, with its graph (scaled by the token denominator on train steps)
+    tokens: torch.Tensor  # 0-d: the label tokens of this micro-batch (DPO: the chosen ones), the weight of its ``ce``
+    metrics: Metrics  # detached values to log under ``{stage}/``; ``loss`` is this micro-batch's token mean
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -51,11 +58,6 @@ class PostTrainModule(LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (B, T, V)
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Last hidden layer ``(B, T, H)``, for losses that apply the LM head themselves in chunks."""
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, output_hidden_states=True)
-        return out.hidden_states[-1]
-
     # --- the objective -------------------------------------------------------------------------------------------
     def objective(
         self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | None
@@ -63,13 +65,13 @@ class PostTrainModule(LightningModule):
         """The training loss on ``logits (B, T, V)`` and unshifted ``labels (B, T)``, plus extra metrics."""
         raise NotImplementedError
 
-    def step(self, batch: dict[str, torch.Tensor], stage: str) -> Metrics:
+    def step(self, batch: dict[str, torch.Tensor], stage: str) -> StepResult:
         """One SFT-style step: forward, the objective, and the true CE and entropy for comparison."""
         labels = batch["labels"]
         logits = self(batch["input_ids"], batch["attention_mask"])
         denominator = self.token_denominator(batch) if stage == "train" else None
         loss, metrics = self.objective(logits, labels, denominator)
-        kept = (labels[:, 1:] != IGNORE_INDEX).sum().clamp(min=1)
+        kept = num_label_tokens(labels).clamp(min=1)
         # The logged loss is always this micro-batch's token mean, whatever normalised the gradient.
         metrics["loss"] = loss.detach() * denominator / kept if denominator is not None else loss.detach()
         if self.loss_is_ce:
@@ -78,9 +80,7 @@ class PostTrainModule(LightningModule):
             with torch.no_grad():  # diagnostics cost a pass over (N, V): only on steps that are written out
                 metrics.setdefault("ce", ce_loss(logits.detach(), labels))
                 metrics["entropy"] = predictive_entropy(logits.detach(), labels)
-        metrics["_backward"] = loss
-        metrics["_tokens"] = kept
-        return metrics
+        return StepResult(loss, kept, metrics)
 
     def logs_this_step(self) -> bool:
         if self._trainer is None:
@@ -101,9 +101,7 @@ class PostTrainModule(LightningModule):
 
     # --- Lightning hooks -------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        metrics = self.step(batch, "train")
-        loss = metrics.pop("_backward")
-        metrics.pop("_tokens")
+        loss, _, metrics = self.step(batch, "train")
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite train/loss ({loss.item()}) at global step {self.global_step}, batch {batch_idx}; "
@@ -116,9 +114,7 @@ class PostTrainModule(LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        metrics = self.step(batch, "val")
-        metrics.pop("_backward")
-        tokens = metrics.pop("_tokens")
+        _, tokens, metrics = self.step(batch, "val")
         self._val_nll[0] += float(metrics.pop("ce")) * int(tokens)  # token-weighted over the whole val set
         self._val_nll[1] += int(tokens)
         self.log_dict({f"val/{k}": v for k, v in metrics.items()}, on_epoch=True, sync_dist=True,
@@ -139,7 +135,8 @@ class PostTrainModule(LightningModule):
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer, num_training_steps=max(1, int(self.trainer.estimated_stepping_batches)))
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = self.scheduler_factory(optimizer, num_training_steps=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
@@ -156,7 +153,3 @@ def predictive_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 def batch_size_of(batch: dict[str, torch.Tensor]) -> int:
     first = next(v for k, v in batch.items() if k.endswith("input_ids"))
     return first.shape[0]
-
-
-def perplexity(ce: float) -> float:
-    return math.exp(min(ce, 50.0))

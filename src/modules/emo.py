@@ -104,7 +104,7 @@ def load_cost_embedding(path: str, vocab_size: int) -> torch.Tensor:
         del donor
     if weight.dim() != 2 or weight.shape[0] != vocab_size:
         raise ValueError(
-            f"module.cost_embedding_path={path!r} gives a cost embedding of shape {tuple(weight.shape)}, but the model's "
-            f"LM head has V={vocab_size} rows: the cost model must share this tokenizer (and any added tokens)"
+            f"module.cost_embedding_path={path!r} gives a cost embedding of shape {tuple(weight.shape)}, but the "
+            f"model's LM head has V={vocab_size} rows: the cost model must share this tokenizer (and any added tokens)"
         )
     return weight.float()

@@ -6,8 +6,8 @@ Each optimizer step trains on a weight per objective, e.g. ``{"dpo": 1.0}`` (ALR
 Without a callback every step trains ``default_objective``.
 
 The train loader only yields placeholders; real batches come from the DataModule's per-objective streams
-(``src.datamodules.interleave``), so an objective's data advances only when it trains. The DPO step, its reference
-strategies and their checkpoint state are DPOModule's own methods (borrowed, not copied); the SFT step is the base
+(``src.datamodules.interleave``), so an objective's data advances only when it trains. The DPO step, its settings
+and its reference's lifecycle are the functions of ``dpo_step.py`` that DPOModule calls too; the SFT step is the base
 step with CE. Metric names: ``{stage}/sft_loss``, ``{stage}/dpo_loss``, DPO's ``rewards/*`` and ``logps/*``,
 ``val/ce``/``val/ppl`` (held-out SFT CE, token-weighted), ``data/{sft,dpo}_epochs`` (stream coverage).
 """
@@ -20,10 +20,16 @@ from typing import Any, Callable
 import torch
 
 from src.interleave.schedules import OBJECTIVES, Weights
-from src.modules.base import Metrics, NonFiniteLossError, PostTrainModule, batch_size_of
-from src.modules.ce import CEModule
-from src.modules.dpo import DPOModule
-from src.modules.reference import prepare_for_trainer
+from src.losses.ce import ce_loss
+from src.modules.base import Metrics, NonFiniteLossError, PostTrainModule, StepResult, batch_size_of
+from src.modules.dpo_step import (
+    DPOSettings,
+    build_dpo_reference,
+    dpo_step,
+    load_reference_state,
+    save_reference_state,
+)
+from src.modules.reference import Reference, prepare_for_trainer
 from src.utils.checks import require_choice
 
 Batch = dict[str, torch.Tensor]
@@ -39,37 +45,44 @@ class InterleaveModule(PostTrainModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         default_objective: str = "sft",
-        beta: float = 0.1,
-        label_smoothing: float = 0.0,
-        loss_type: str = "sigmoid",
-        average_logps: bool = False,
-        sft_weight: float = 0.0,
-        reference: str = "copy",
-        reference_cache_dir: str | None = None,
-        simpo_gamma: float = 0.5,
+        beta: float = DPOSettings.beta,
+        label_smoothing: float = DPOSettings.label_smoothing,
+        loss_type: str = DPOSettings.loss_type,
+        average_logps: bool = DPOSettings.average_logps,
+        sft_weight: float = DPOSettings.sft_weight,
+        reference: str = DPOSettings.reference,
+        reference_cache_dir: str | None = DPOSettings.reference_cache_dir,
+        simpo_gamma: float = DPOSettings.simpo_gamma,
     ):
-        """The DPO arguments mean what they mean for DPOModule (``sft_weight`` adds the chosen CE to DPO steps)."""
+        """The DPO arguments are DPOModule's, checked by :class:`DPOSettings` (``sft_weight`` adds the chosen CE to
+        DPO steps)."""
         super().__init__(model, optimizer, scheduler)
         require_choice("module.default_objective", default_objective, OBJECTIVES)
-        # DPOModule's own checks, so the DPO keys have one definition (building it constructs no model).
-        DPOModule(model, optimizer, scheduler, beta=beta, label_smoothing=label_smoothing, loss_type=loss_type,
-                  average_logps=average_logps, sft_weight=sft_weight, reference=reference,
-                  reference_cache_dir=reference_cache_dir, simpo_gamma=simpo_gamma)
-        self.reference = None
+        self.settings = DPOSettings.from_hparams(self.hparams)
+        self.reference: Reference | None = None
         self.requested: Weights = {default_objective: 1.0}
         self.window_weights: Weights = dict(self.requested)
         self.window_losses: dict[str, list[torch.Tensor]] = {}
 
-    # --- the two objectives: SFT is the base step with CE, DPO is DPOModule's step and reference -------------------
-    objective = CEModule.objective
-    dpo_step = DPOModule.step  # reads self.hparams' DPO keys, self.reference_logps and the base API, all shared here
-    reference_logps = DPOModule.reference_logps
-    on_model_built = DPOModule.on_model_built
-    on_save_checkpoint = DPOModule.on_save_checkpoint
-    on_load_checkpoint = DPOModule.on_load_checkpoint
+    # --- the two objectives: SFT is the base step with CE, DPO is the shared DPO step ------------------------------
+    def objective(
+        self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | None
+    ) -> tuple[torch.Tensor, Metrics]:
+        return ce_loss(logits, labels, num_items_in_batch=num_items_in_batch), {}
 
-    def step(self, batch: Batch, stage: str) -> Metrics:
-        return self.dpo_step(batch, stage) if "chosen_input_ids" in batch else super().step(batch, stage)
+    def step(self, batch: Batch, stage: str) -> StepResult:
+        if "chosen_input_ids" in batch:
+            return dpo_step(self, self.settings, self.reference, batch, stage)
+        return super().step(batch, stage)
+
+    def on_model_built(self) -> None:
+        self.reference = build_dpo_reference(self.settings, self.model)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        save_reference_state(self.reference, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        load_reference_state(self.reference, checkpoint)
 
     # --- the schedule's interface -----------------------------------------------------------------------------------
     def request(self, weights: Weights) -> None:
@@ -89,7 +102,7 @@ class InterleaveModule(PostTrainModule):
         was_training = self.training
         self.eval()
         try:
-            return {obj: torch.stack([self.step(self.trainer.strategy.batch_to_device(b), "val")["_backward"]
+            return {obj: torch.stack([self.step(self.trainer.strategy.batch_to_device(b), "val").loss
                                       for b in group]).mean() for obj, group in batches.items()}
         finally:
             self.train(was_training)
@@ -102,8 +115,7 @@ class InterleaveModule(PostTrainModule):
         total = torch.zeros((), device=self.device)
         for objective, weight in self.window_weights.items():
             real = self.next_batch(objective)
-            metrics = self.step(real, "train")
-            loss, _ = metrics.pop("_backward"), metrics.pop("_tokens")
+            loss, _, metrics = self.step(real, "train")
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"non-finite train/{objective}_loss ({loss.item()}) at global step {self.global_step}; stopping "
@@ -119,9 +131,8 @@ class InterleaveModule(PostTrainModule):
 
     def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         objective = "dpo" if "chosen_input_ids" in batch else "sft"
-        metrics = self.step(batch, "val")
-        metrics.pop("_backward")
-        tokens = int(metrics.pop("_tokens"))
+        result = self.step(batch, "val")
+        tokens, metrics = int(result.tokens), result.metrics
         if objective == "sft":  # val/ce and val/ppl (base hooks) are the token-weighted held-out SFT CE
             self._val_nll[0] += float(metrics["ce"]) * tokens
             self._val_nll[1] += tokens

@@ -1,15 +1,30 @@
-"""Run bookkeeping: config and parameter counts at the start, final metrics at the end."""
+"""Run bookkeeping: where a run writes, its config at the start; its outputs, before/after and model card at the end."""
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import shlex
+import sys
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from src.callbacks.export import HFExport
+from src.utils.model_card import write_model_card
+
 log = logging.getLogger(__name__)
+
+
+def announce_run(cfg: DictConfig) -> None:
+    """Say first where the run writes, so its log, checkpoints and metrics can be found while it runs."""
+    log.info("run directory: %s", Path(cfg.paths.output_dir).resolve())
+    if cfg.get("ckpt_path"):
+        log.info("resuming from %s", cfg.ckpt_path)
 
 
 def log_config(cfg: DictConfig, trainer: Trainer) -> None:
@@ -19,11 +34,99 @@ def log_config(cfg: DictConfig, trainer: Trainer) -> None:
         logger.log_hyperparams(resolved)
 
 
+def command_line() -> str:
+    """``python train.py`` and this job's overrides (one job of a sweep: its own values), as typed."""
+    try:
+        overrides = HydraConfig.get().overrides
+    except ValueError:  # HydraConfig is not set: called outside a Hydra job
+        return " ".join(["python train.py", *map(shlex.quote, sys.argv[1:])])
+    # resolve=False: an override like logger.x=${ckpt_path} stays as typed. Hydra adds hydra.mode itself.
+    typed = OmegaConf.to_container(overrides, resolve=False)
+    hydra_overrides = [o for o in typed["hydra"] if not o.startswith("hydra.mode=")]
+    return " ".join(["python train.py", *map(shlex.quote, typed["task"] + hydra_overrides)])
+
+
+def metrics_csv(trainer: Trainer) -> Path | None:
+    """The ``metrics.csv`` of the first CSV logger, if it wrote one."""
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger) and (path := Path(logger.log_dir) / "metrics.csv").is_file():
+            return path
+    return None
+
+
+def read_validation_history(path: Path) -> dict[int, dict[str, float]]:
+    """``{step: {val/metric: value}}`` from a ``metrics.csv``; rows logged at one step are merged."""
+    history: dict[int, dict[str, float]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            values = {k: float(v) for k, v in row.items() if k.startswith("val/") and v}
+            if values:
+                history.setdefault(int(row["step"]), {}).update(values)
+    return history
+
+
+def validation_history(trainer: Trainer) -> dict[int, dict[str, float]]:
+    """Every validation of the run, a resumed one's included, from the CSV history; without a CSV logger only
+    the last, from memory."""
+    if path := metrics_csv(trainer):
+        return read_validation_history(path)
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    return {trainer.global_step: final} if final else {}
+
+
+def comparison_table(history: dict[int, dict[str, float]]) -> str:
+    """The first validation (before training, when ``validate_before_fit``) next to the final one."""
+    if not history:
+        return "no validation metrics"
+    first, final = min(history), max(history)
+    if first == final:  # one validation (e.g. no CSV history): nothing to compare it with
+        columns = {f"step {final}": history[final]}
+    else:
+        columns = {f"first (step {first})": history[first], f"final (step {final})": history[final]}
+    names = sorted(set().union(*columns.values()))
+    width = max(map(len, names)) + 2
+    lines = [f"{'validation':<{width}}" + "".join(f"{head:>20}" for head in columns)]
+    for name in names:
+        cells = (f"{values[name]:.4f}" if name in values else "-" for values in columns.values())
+        lines.append(f"{name:<{width}}" + "".join(f"{cell:>20}" for cell in cells))
+    return "\n".join(lines)
+
+
+def outputs_summary(trainer: Trainer, hf_dir: Path | None) -> str:
+    """Where the run's checkpoints, metrics history and Hugging Face export are."""
+    ckpt = trainer.checkpoint_callback
+    best = getattr(ckpt, "best_model_path", "") or "none"
+    if best != "none" and getattr(ckpt, "best_model_score", None) is not None:
+        best += f" ({ckpt.monitor}={float(ckpt.best_model_score):.4f})"
+    lines = [
+        f"checkpoint (last): {getattr(ckpt, 'last_model_path', '') or 'none'}",
+        f"checkpoint (best): {best}",
+        f"metrics.csv:       {metrics_csv(trainer) or 'none'}",
+        f"hf export:         {hf_dir or 'none'}" + (" (with README.md model card)" if hf_dir else ""),
+    ]
+    return "\n".join(lines)
+
+
+def exported_dir(trainer: Trainer) -> Path | None:
+    """The directory the ``HFExport`` callback wrote in this run, if it did."""
+    return next((cb.exported for cb in trainer.callbacks if isinstance(cb, HFExport) and cb.exported), None)
+
+
 def finish_run(cfg: DictConfig, trainer: Trainer) -> dict[str, float]:
-    """Final metrics as plain floats, also written to ``<output_dir>/metrics.json``."""
+    """After the final validation: ``metrics.json``, the export's model card, where everything is, and
+    before/after. Returns the final metrics as plain floats."""
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     out = Path(cfg.paths.output_dir)
-    if trainer.is_global_zero and out.exists():
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    if trainer.is_global_zero:
+        if out.exists():
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        history = validation_history(trainer)
+        hf_dir = exported_dir(trainer)
+        if hf_dir:
+            final = history[max(history)] if history else {}
+            resolved = OmegaConf.to_container(cfg, resolve=True)
+            write_model_card(hf_dir, resolved, final, command_line(), trainer.global_step)
+        log.info("outputs:\n%s", outputs_summary(trainer, hf_dir))
+        log.info("validation, before and after training:\n%s", comparison_table(history))
     log.info("final metrics: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})
     return metrics

@@ -13,8 +13,11 @@ import torch
 import src.modules.reference as reference_lib
 from src.datamodules.preference import ToyWorldPreferenceDataModule
 from src.losses.ce import ce_loss
+from src.losses.dpo import dpo_loss
+from src.losses.logprobs import sequence_logps
 from src.modules.backbones import tiny_llama
 from src.modules.dpo import DPOModule
+from src.modules.dpo_step import reference_logps
 from src.modules.reference import FrozenCopy, pair_logps
 from tests.helpers import TINY, compose_cfg
 
@@ -68,7 +71,7 @@ def test_copy_adapter_and_precomputed_references_agree(dm, batch, tmp_path, aver
                               reference_cache_dir=str(tmp_path))
     prepare(precomputed, dm)
     for module in (copy_of_plain, copy_of_lora, adapter, precomputed):
-        for got, want in zip(module.reference_logps(batch, "val"), expected):
+        for got, want in zip(reference_logps(module.reference, batch, "val"), expected):
             torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
     with torch.no_grad():  # train the adapter a little: the policy moves, its adapter-off reference must not
@@ -76,7 +79,7 @@ def test_copy_adapter_and_precomputed_references_agree(dm, batch, tmp_path, aver
             if "lora_B" in name:
                 p.normal_(std=0.1)
     adapter.model.train()
-    torch.testing.assert_close(adapter.reference_logps(batch, "val")[0], expected[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(reference_logps(adapter.reference, batch, "val")[0], expected[0], rtol=0, atol=1e-5)
     assert adapter.model.training  # the reference pass runs in eval mode and restores the policy's mode
     assert not torch.allclose(pair_logps(adapter.model, batch, average)[0], expected[0], atol=1e-3)
 
@@ -88,8 +91,8 @@ def test_policy_equal_to_reference_gives_ln2_through_the_module(dm, batch, tmp_p
     if kind == "precomputed":
         prepare(module, dm)
     module.train()  # the policy's train mode (no dropout in the tiny Llama) against the reference's eval mode
-    metrics = module.step(batch, "val")
-    torch.testing.assert_close(metrics["_backward"], torch.tensor(math.log(2.0)), rtol=0, atol=1e-6)
+    loss, _, metrics = module.step(batch, "val")
+    torch.testing.assert_close(loss, torch.tensor(math.log(2.0)), rtol=0, atol=1e-6)
     torch.testing.assert_close(metrics["rewards/margins"], torch.tensor(0.0), rtol=0, atol=1e-6)
     assert metrics["rewards/accuracies"] == 0  # ties count as wrong (XRIGHT, TRL)
 
@@ -123,16 +126,67 @@ def test_precomputed_reference_is_cached_and_reused(dm, tmp_path, monkeypatch):
     assert mean.reference.computed_batches > 0 and len(list(cache.glob("*.pt"))) == 4  # the flag is in the key
 
 
+def test_precomputed_cache_is_keyed_by_the_initial_model(dm, tmp_path):
+    """Two initial models on the same data: two cache files, and the second never reads the first one's table."""
+    first, second = (make_module(dm.tokenizer, seed=seed, reference="precomputed", reference_cache_dir=str(tmp_path))
+                     for seed in (0, 1))
+    examples = dm.datasets["val"].examples
+    assert first.reference.cache_path(examples, "") != second.reference.cache_path(examples, "")
+    prepare(first, dm)
+    prepare(second, dm)
+    assert second.reference.computed_batches > 0 and len(list(tmp_path.glob("*.pt"))) == 4
+    assert not torch.allclose(second.reference.tables["val"], first.reference.tables["val"])
+
+
+def test_precomputed_cache_key_covers_the_rejected_side(dm, tmp_path):
+    """Datasets that differ only in a rejected response (its ids, or only which of its tokens are trained) differ
+    in their reference log-probs, so they must not share a cache entry."""
+    reference = make_module(dm.tokenizer, reference="precomputed", reference_cache_dir=str(tmp_path)).reference
+    examples = dm.datasets["val"].examples
+    other_ids = [dict(ex) for ex in examples]
+    ids = examples[0]["rejected_input_ids"]
+    other_ids[0]["rejected_input_ids"] = ids[:-1] + [ids[-1] + 1]  # another last token
+    labels = list(examples[0]["rejected_labels"])
+    labels[next(i for i, label in enumerate(labels) if label != -100)] = -100
+    other_mask = [dict(ex) for ex in examples]
+    other_mask[0]["rejected_labels"] = labels
+    keys = {reference.cache_path(data, "") for data in (examples, other_ids, other_mask)}
+    assert len(keys) == 3
+
+
 # --- the optional SFT term ------------------------------------------------------------------------------------------
 
 
 def test_sft_weight_adds_the_chosen_ce(dm, batch):
     plain, mixed = make_module(dm.tokenizer), make_module(dm.tokenizer, sft_weight=0.5)
-    out_plain, out_mixed = plain.step(batch, "val"), mixed.step(batch, "val")
+    out_plain, out_mixed = plain.step(batch, "val").metrics, mixed.step(batch, "val").metrics
     with torch.no_grad():
         ce = ce_loss(plain(batch["chosen_input_ids"], batch["chosen_attention_mask"]), batch["chosen_labels"])
     torch.testing.assert_close(out_plain["ce"], ce)
     torch.testing.assert_close(out_mixed["loss"] - out_plain["loss"], 0.5 * ce)
+
+
+def test_average_logps_trains_on_length_averaged_logps(dm, batch):
+    """The module's loss is ``dpo_loss`` on per-token mean log-probs of the policy and the initial model (computed
+    here side by side, without the module's plumbing), and differs from the loss on summed log-probs."""
+    module = make_module(dm.tokenizer, average_logps=True, beta=2.0)
+    torch.manual_seed(1)
+    with torch.no_grad():  # move the policy off its reference, or every loss is ln 2
+        for p in module.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    initial = tiny_llama(dm.tokenizer, hidden_size=32, num_layers=2, num_heads=2)  # make_module's seed-0 weights
+
+    def logps(model, side, average):
+        logits = model(input_ids=batch[f"{side}_input_ids"], attention_mask=batch[f"{side}_attention_mask"]).logits
+        return sequence_logps(logits, batch[f"{side}_labels"], average=average)
+
+    with torch.no_grad():
+        loss = module.step(batch, "val").loss
+        expected = {average: dpo_loss(*(logps(m, side, average) for m in (module.model, initial)
+                                        for side in ("chosen", "rejected")), beta=2.0)[0].mean()
+                    for average in (True, False)}
+    torch.testing.assert_close(loss, expected[True], rtol=0, atol=1e-5)
+    assert abs(expected[True] - expected[False]) > 1e-2
 
 
 def test_gradient_accumulation_does_not_change_the_update(tmp_path):

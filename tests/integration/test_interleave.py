@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from functools import partial
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -148,6 +149,39 @@ def test_maxright_probes_held_out_batches_in_eval_mode(dm):
     assert dm.streams["sft"].consumed == counts["sft"] * SFT_BATCH  # probes never touch the training streams
     assert dm.streams["dpo"].consumed == counts["dpo"] * PAIR_BATCH
     assert scheduler.steps == counts
+
+
+def dropout_llama(tokenizer):
+    """The tiny Llama with attention dropout, so a train-mode forward is random and differs from an eval one."""
+    model = tiny_llama(tokenizer, hidden_size=32, num_layers=2, num_heads=2)
+    for layer in model.model.layers:
+        layer.self_attn.attention_dropout = 0.5
+    return model
+
+
+def test_probe_losses_are_eval_mode_losses(dm):
+    """MAXRIGHT compares probe values across steps: they must be the deterministic eval-mode losses, and probing must
+    leave the module in the mode it found it in."""
+    dm.setup("fit")
+    batches = dm.probe_batches()
+    module = InterleaveModule(model=partial(dropout_llama, dm.tokenizer), optimizer=torch.optim.AdamW)
+    module.configure_model()
+    module._trainer = SimpleNamespace(strategy=SimpleNamespace(batch_to_device=lambda batch: batch))  # no Trainer
+    with torch.no_grad():
+        module.eval()
+        expected = {obj: torch.stack([module.step(b, "val").loss for b in group]).mean()
+                    for obj, group in batches.items()}
+        module.train()
+        noisy = module.step(batches["sft"][0], "val").loss
+    assert not torch.allclose(noisy, expected["sft"])  # dropout is on in train mode, so the test can tell
+    for _ in range(2):
+        probed = module.probe_losses(batches)
+        assert module.training
+        for obj in ("sft", "dpo"):
+            torch.testing.assert_close(probed[obj], expected[obj], rtol=0, atol=1e-6)
+    module.eval()
+    module.probe_losses(batches)
+    assert not module.training
 
 
 class Stop(Exception):

@@ -41,8 +41,8 @@ def fit_batch(module, batch, steps: int) -> list[tuple[float, float]]:
     optimizer = module.configure_optimizers()
     history = []
     for _ in range(steps):
-        metrics = module.step(batch, "train")
-        metrics["_backward"].backward()
+        loss, _, metrics = module.step(batch, "train")
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         history.append((float(metrics["loss"]), float(metrics["ce"])))

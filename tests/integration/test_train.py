@@ -53,10 +53,12 @@ def test_out_of_range_hyperparameter_names_the_key(tmp_path):
 @pytest.mark.parametrize("override, expected", [
     ("experiment=nope", "Available options in 'experiment'"),
     ("module=nope", "Available options in 'module'"),
-    ("data.nope=1", "Key 'nope' is not in struct"),
+    ("data.nope=1", "Valid keys of 'data' (src.datamodules.toyworld.ToyWorldSFTDataModule): num_train, num_val"),
+    ("experiment=gem_toy module.betaa=0.5", "Valid keys of 'module' (src.modules.gem.GEMModule): optimizer, scheduler, beta"),
+    ("-m module.beta=0.1,0.2 trainer.nope=1", "Valid keys of 'trainer': default_root_dir"),
 ])
 def test_unknown_choices_and_keys_are_listed(override, expected):
-    out = subprocess.run([sys.executable, "train.py", override], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "train.py", *override.split()], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert expected in out.stderr + out.stdout
 
@@ -132,7 +134,7 @@ def test_killed_run_resumes_exactly(tmp_path):
 def test_gradient_accumulation_does_not_change_the_update(tmp_path):
     """One SGD step on 8 examples == the same 8 as 2 x 4 with accumulation (global token-mean normalisation)."""
     base = TINY + TINY_MODEL + ["++data.num_train=8", "++data.num_val=4", "validate_before_fit=false", "trainer.max_steps=1",
-                   "module.optimizer._target_=torch.optim.SGD", "~module.optimizer.weight_decay", "module.optimizer.lr=1.0",
+                   "module/optimizer=sgd", "module.optimizer.lr=1.0",
                    "trainer.gradient_clip_val=null", "callbacks=none", "++trainer.limit_val_batches=0"]
     one = compose_cfg(base + ["data.batch_size=8"], tmp_path / "one")
     two = compose_cfg(base + ["data.batch_size=4", "trainer.accumulate_grad_batches=2"], tmp_path / "two")

@@ -66,10 +66,11 @@ def test_nothing_left_is_a_clear_error(tmp_path):
 
 
 def test_ultrafeedback_multi_turn_trains_on_assistant_turns_only(tmp_path):
-    path = write_jsonl(tmp_path / "uf.jsonl", ultrafeedback_sft_rows(6))
-    dm = UltraFeedbackSFTDataModule(path=str(path), val_split="test_sft", max_length=256)
+    rows = ultrafeedback_sft_rows(6)
+    dm = UltraFeedbackSFTDataModule(path=str(write_jsonl(tmp_path / "uf.jsonl", rows)), val_size=2, max_length=256)
     dm.setup("fit")
-    multi = dm.datasets["train"][0]  # row 0 has two assistant turns
+    assert (len(dm.datasets["train"]), len(dm.datasets["val"])) == (4, 2)  # test_sft: held out of the single file
+    multi = dm.encode(rows[0])  # row 0 has two assistant turns
     trained = dm.tokenizer.decode([t for t in multi["labels"] if t != IGNORE_INDEX])
     assert trained == "0 + 1 = 1. The answer is 1.<|end|>\nThe answer is 2.<|end|>\n"
 

@@ -105,3 +105,4 @@ def test_num_label_tokens_counts_shifted_kept_labels():
     labels = torch.tensor([[7, -100, 3, 4], [-100, 5, -100, -100]])
     assert num_label_tokens(labels).item() == 3
     assert num_label_tokens(labels).dtype == torch.long
+    assert num_label_tokens(labels, per_row=True).tolist() == [2, 1]  # (B,): DPO's per-response lengths

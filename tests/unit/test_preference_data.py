@@ -86,10 +86,10 @@ def test_split_shared_prompt():
 
 
 def test_ultrafeedback_pairs_share_prompt_ids_and_train_only_the_final_reply(tmp_path):
-    path = write_jsonl(tmp_path / "uf.jsonl", ultrafeedback_pref_rows(6))
-    dm = UltraFeedbackPreferenceDataModule(path=str(path), val_split="test_prefs", batch_size=3)
+    rows = ultrafeedback_pref_rows(6)
+    dm = UltraFeedbackPreferenceDataModule(path=str(write_jsonl(tmp_path / "uf.jsonl", rows)), val_size=1, batch_size=3)
     dm.setup("fit")
-    multi_turn = dm.datasets["train"][0]  # row 0 has an earlier user/assistant exchange in its prompt
+    multi_turn = dm.encode(rows[0])  # row 0 has an earlier user/assistant exchange in its prompt
     c_ids, c_labels = multi_turn["chosen_input_ids"], multi_turn["chosen_labels"]
     r_ids, r_labels = multi_turn["rejected_input_ids"], multi_turn["rejected_labels"]
     assert prompt_ids(c_ids, c_labels) == prompt_ids(r_ids, r_labels)
@@ -97,13 +97,12 @@ def test_ultrafeedback_pairs_share_prompt_ids_and_train_only_the_final_reply(tmp
         "<|user|>\nSay 0.<|end|>\n<|assistant|>\n0.<|end|>\n<|user|>\nWhat is 0 + 1?<|end|>\n<|assistant|>\n")
     assert trained_text(dm, c_ids, c_labels) == "0 + 1 = 1. The answer is 1.<|end|>\n"  # history "0." is not trained
     assert trained_text(dm, r_ids, r_labels) == "0 + 1 = 2. The answer is 2.<|end|>\n"
-    assert [ex["index"] for ex in dm.datasets["train"].examples] == list(range(6))
+    assert [ex["index"] for ex in dm.datasets["train"].examples] == list(range(5))  # one row held out
 
 
 def test_hh_raw_template_follows_the_dpo_reference_code(tmp_path):
     dm = HHPreferenceDataModule(path=str(write_jsonl(tmp_path / "hh.jsonl", hh_rows(3))), batch_size=3)
-    dm.setup("fit")
-    ex = dm.datasets["train"][0]
+    ex = dm.encode(hh_rows(3)[0])
     head = dm.tokenizer.decode(prompt_ids(ex["chosen_input_ids"], ex["chosen_labels"]))
     assert head == "\n\nHuman: Hi, I am 0.\n\nAssistant: Hello 0.\n\nHuman: What is 0 + 1?\n\nAssistant:"
     assert trained_text(dm, ex["chosen_input_ids"], ex["chosen_labels"]) == " 0 + 1 = 1. The answer is 1.<|end|>"
@@ -112,8 +111,7 @@ def test_hh_raw_template_follows_the_dpo_reference_code(tmp_path):
 
 def test_hh_chat_template(tmp_path):
     dm = HHPreferenceDataModule(path=str(write_jsonl(tmp_path / "hh.jsonl", hh_rows(3))), template="chat")
-    dm.setup("fit")
-    ex = dm.datasets["train"][1]
+    ex = dm.encode(hh_rows(3)[1])
     assert dm.tokenizer.decode(ex["chosen_input_ids"]).startswith("<|user|>\nWhat is 1 + 1?<|end|>\n<|assistant|>\n")
     assert trained_text(dm, ex["rejected_input_ids"], ex["rejected_labels"]) == "I do not know.<|end|>\n"
 
@@ -130,11 +128,12 @@ def test_bad_pairs_are_dropped_with_counts(tmp_path):
         {"rejected": f"{prompt} x"},
     ]
     path = write_jsonl(tmp_path / "hh.jsonl", hh_rows(4) + bad)
-    dm = HHPreferenceDataModule(path=str(path), max_length=64)
+    dm = HHPreferenceDataModule(path=str(path), max_length=64, val_size=3)
     dm.setup("fit")
-    assert dm.drop_counts["train"] == {"identical_responses": 1, "empty_response": 1, "prompt_too_long": 1,
-                                       "malformed_transcript": 1, "no_shared_prompt": 1, "missing_field": 1}
-    assert len(dm.datasets["train"]) == 4
+    assert dm.drop_counts["train"] + dm.drop_counts["val"] == {
+        "identical_responses": 1, "empty_response": 1, "prompt_too_long": 1, "malformed_transcript": 1,
+        "no_shared_prompt": 1, "missing_field": 1}
+    assert len(dm.datasets["train"]) + len(dm.datasets["val"]) == 4
 
 
 def test_truncation_that_makes_both_sides_equal_drops_the_pair(tmp_path):
@@ -143,14 +142,14 @@ def test_truncation_that_makes_both_sides_equal_drops_the_pair(tmp_path):
     row = {"chosen": prompt + [{"role": "assistant", "content": common + "good"}],
            "rejected": prompt + [{"role": "assistant", "content": common + "bad"}]}
     path = write_jsonl(tmp_path / "uf.jsonl", [row] + ultrafeedback_pref_rows(2))
-    dm = UltraFeedbackPreferenceDataModule(path=str(path), val_split="x", max_length=32)
+    dm = UltraFeedbackPreferenceDataModule(path=str(path), val_size=1, max_length=32)
     dm.setup("fit")
-    assert dm.drop_counts["train"] == {"identical_responses": 1}
+    assert dm.drop_counts["train"] + dm.drop_counts["val"] == {"identical_responses": 1}
 
 
 def test_collation_pads_both_sides_to_one_length(tmp_path):
     dm = UltraFeedbackPreferenceDataModule(path=str(write_jsonl(tmp_path / "uf.jsonl", ultrafeedback_pref_rows(8))),
-                                           val_split="x", batch_size=4, eval_batch_size=4)
+                                           val_size=4, batch_size=4, eval_batch_size=4)
     dm.setup("fit")
     batch = next(iter(dm.val_dataloader()))
     shape = batch["chosen_input_ids"].shape

@@ -1,7 +1,14 @@
 """The generated suite is deterministic, split-disjoint and checkable."""
 
+import ast
+import hashlib
+import json
+from pathlib import Path
+
 import pytest
 
+import src.toyworld
+from src.datamodules import toy_tokenizer
 from src.toyworld.tasks import answer_is_correct, extract_answer, make_corpus, make_preferences, make_problems
 
 
@@ -44,3 +51,19 @@ def test_corpus_and_errors():
         make_problems(1, kinds=("poetry",))
     with pytest.raises(ValueError, match="distinct"):
         make_problems(10_000, "test", kinds=("reverse",))
+
+
+def test_toyworld_imports_nothing_from_the_datamodules():
+    """The DataModules build on the toy world, never the reverse (no import cycle)."""
+    for path in Path(src.toyworld.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        modules = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+        modules += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        assert not [m for m in modules if m.startswith("src.") and not m.startswith("src.toyworld")], path.name
+
+
+def test_toy_tokenizer_training_text_is_pinned_to_its_version():
+    # The tokenizer is cached on disk under its VERSION: a change to its training text must bump VERSION and this hash.
+    text = json.dumps(toy_tokenizer._training_text())
+    assert (toy_tokenizer.VERSION, hashlib.sha1(text.encode()).hexdigest()) == (
+        "v1", "5e9858a4ff8ef911d7e8d7311ef2f972f123fb15")

@@ -1,4 +1,8 @@
-"""A small byte-level BPE trained on toy-world text, wrapped as a ``PreTrainedTokenizerFast`` with a chat template.
+"""A small byte-level BPE trained on toy-world text and the Alpaca prompts, wrapped as a ``PreTrainedTokenizerFast``
+with a chat template.
+
+It lives with the DataModules rather than in ``src/toyworld`` so that the toy world (``tasks.py``) depends on nothing
+here: the tokenizer needs both the generated text and the prompt templates the toy DataModules render.
 
 Training takes about a second and is deterministic, so it is built on first use and cached on disk
 (``$POSTTRAIN_CACHE`` or ``~/.cache/posttrain``) instead of being committed as a binary blob.

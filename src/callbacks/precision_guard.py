@@ -1,0 +1,31 @@
+"""Refuse (or warn about) training half-precision weights that have no fp32 master copy, once the model is built."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+log = logging.getLogger(__name__)
+
+
+class HalfPrecisionGuard(Callback):
+    """The run-time half of ``src.utils.preflight.check_half_precision``: ``model.dtype=auto`` can load a bf16
+    checkpoint, which only the built model reveals. Trainable bf16/fp16 parameters stop the run before its first
+    step unless ``allow`` (the top-level ``pure_half_precision``)."""
+
+    def __init__(self, allow: bool = False):
+        self.allow = allow
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        half = {p.dtype for p in pl_module.parameters() if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16)}
+        if not half:
+            return
+        message = (f"the trainable weights are {sorted(str(d) for d in half)}, with no fp32 master copy: updates "
+                   "below their resolution are lost")
+        if self.allow:
+            log.warning("%s; running anyway because pure_half_precision=true", message)
+            return
+        raise ValueError(f"{message}. Load them in fp32 (model.dtype=float32, with trainer.precision=bf16-mixed), "
+                         "train LoRA adapters, or set pure_half_precision=true to accept it")

@@ -1,0 +1,104 @@
+"""Every config option that builds a project (or torch) object, generated from its signature: one line per option.
+
+Groups: ``model/``, ``module/`` (with ``module/optimizer/`` and ``module/scheduler/``), ``data/``, ``interleave/``,
+and ``callback/`` (single callbacks that the YAML ``callbacks/`` sets place, e.g. ``/callback/task_accuracy@...``).
+The YAML files in ``conf/`` compose these and set what an experiment changes. ``register_configs()`` must run
+before Hydra composes (``train.py`` calls it at import; so does the test helper).
+"""
+
+from __future__ import annotations
+
+import torch
+from hydra_zen import ZenStore
+from omegaconf import OmegaConf
+
+from src.callbacks.export import HFExport
+from src.callbacks.final_validation import FinalValidation
+from src.callbacks.interleave import InterleaveScheduler
+from src.callbacks.task_accuracy import TaskAccuracy
+from src.callbacks.throughput import TokensPerSecond
+from src.configs.resolvers import sweep_label
+from src.configs.signature import node
+from src.datamodules.interleave import InterleaveDataModule
+from src.datamodules.preference import (HHPreferenceDataModule, ToyWorldPreferenceDataModule,
+                                        UltraFeedbackPreferenceDataModule)
+from src.datamodules.sft import AlpacaDataModule, UltraFeedbackSFTDataModule
+from src.datamodules.toyworld import ToyWorldSFTDataModule
+from src.datamodules.toyworld_style import ToyWorldStylePreferenceDataModule
+from src.datamodules.wikitext import ToyWorldCorpusDataModule, WikiTextDataModule
+from src.interleave.schedules import Alright, MaxRight, Mix, Sequential
+from src.modules.backbones import pretrained, tiny_llama
+from src.modules.ce import CEModule
+from src.modules.convex import ConvexModule
+from src.modules.dpo import DPOModule
+from src.modules.emo import EMOModule
+from src.modules.gem import GEMModule
+from src.modules.interleave import InterleaveModule
+from src.modules.lr_schedules import warmup_schedule
+
+# Hub datasets use the backbone's tokenizer unless data.tokenizer says otherwise; the toy ones use the toy BPE.
+MODEL_TOKENIZER = "${oc.select:model.name_or_path,toy}"
+SEED = "${seed}"
+# The toy DataModules generate their rows: their parents' arguments for reading files are not settings there.
+TOY_FIXED = ("name", "train_split", "val_split", "val_size", "val_path", "text_field")
+OBJECTIVE = ("model", "optimizer", "scheduler")  # passed at run time (model) or by the module's own groups
+OBJECTIVE_DEFAULTS = ["_self_", {"optimizer": "adamw"}, {"scheduler": "cosine"}]
+
+
+def _models(store) -> None:
+    store(node(tiny_llama, exclude=("tokenizer",), partial=True), group="model", name="tiny")
+    store(node(pretrained, exclude=("tokenizer",), partial=True), group="model", name="pretrained")
+
+
+def _modules(store) -> None:
+    for name, cls in {"ce": CEModule, "gem": GEMModule, "emo": EMOModule, "convex": ConvexModule,
+                      "dpo": DPOModule, "interleave": InterleaveModule}.items():
+        store(node(cls, exclude=("model",), defaults=OBJECTIVE_DEFAULTS), group="module", name=name)
+    adamw = node(torch.optim.AdamW, exclude=("params",), partial=True, lr=2e-5, weight_decay=0.0)
+    store(adamw, group="module/optimizer", name="adamw")
+    store(node(torch.optim.SGD, exclude=("params",), partial=True, lr=1e-3), group="module/optimizer", name="sgd")
+    for name, warmup in (("cosine", 0.03), ("linear", 0.03), ("constant", 0.0)):
+        schedule = node(warmup_schedule, exclude=("optimizer", "num_training_steps"), partial=True, name=name,
+                        warmup_ratio=warmup)
+        store(schedule, group="module/scheduler", name=name)
+
+
+def _data(store) -> None:
+    toy = {"toyworld": ToyWorldSFTDataModule, "toyworld_prefs": ToyWorldPreferenceDataModule,
+           "toyworld_style_prefs": ToyWorldStylePreferenceDataModule}
+    for name, cls in toy.items():
+        store(node(cls, exclude=TOY_FIXED, batch_size=32, max_length=128, seed=SEED), group="data", name=name)
+    store(node(ToyWorldCorpusDataModule, exclude=TOY_FIXED, batch_size=32, seed=SEED),
+          group="data", name="toyworld_corpus")
+    hub = {"alpaca": AlpacaDataModule, "ultrafeedback_sft": UltraFeedbackSFTDataModule,
+           "ultrafeedback_prefs": UltraFeedbackPreferenceDataModule, "hh": HHPreferenceDataModule,
+           "wikitext": WikiTextDataModule}
+    for name, cls in hub.items():
+        store(node(cls, tokenizer=MODEL_TOKENIZER, seed=SEED), group="data", name=name)
+    # The two-stream DataModule's own settings; conf/data/interleave_*.yaml place the streams at data.sft/data.prefs.
+    store(node(InterleaveDataModule), group="streams", name="interleave")
+
+
+def _schedules(store) -> None:
+    store(node(Alright, seed=SEED), group="interleave", name="alright")
+    store(node(MaxRight), group="interleave", name="maxright")
+    store(node(Mix), group="interleave", name="mix")
+    store(node(Sequential), group="interleave", name="sequential")
+
+
+def _callbacks(store) -> None:
+    store(node(TaskAccuracy), group="callback", name="task_accuracy")
+    store(node(FinalValidation), group="callback", name="final_validation")
+    store(node(TokensPerSecond), group="callback", name="throughput")
+    store(node(HFExport, dirpath="${paths.output_dir}/hf"), group="callback", name="hf_export")
+    store(node(InterleaveScheduler, schedule="${interleave}"), group="callback", name="interleave")
+
+
+def register_configs() -> None:
+    """Put every generated option in Hydra's ConfigStore, and the project's resolvers in OmegaConf (idempotent)."""
+    if not OmegaConf.has_resolver("sweep_label"):
+        OmegaConf.register_new_resolver("sweep_label", sweep_label)
+    store = ZenStore(name="posttrain", overwrite_ok=True)
+    for part in (_models, _modules, _data, _schedules, _callbacks):
+        part(store)
+    store.add_to_hydra_store(overwrite_ok=True)

@@ -1,0 +1,1 @@
+"""Loggers: a CSV logger that keeps its history across resumes."""
