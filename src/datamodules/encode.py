@@ -22,6 +22,11 @@ def special_prefix(tokenizer: Any) -> list[int]:
     return with_special[: len(with_special) - len(plain)] if with_special[-len(plain):] == plain else []
 
 
+def with_prefix(ids: list[int], prefix_ids: list[int]) -> list[int]:
+    """``prefix_ids + ids`` unless ``ids`` already start with them (a template that renders ``{{ bos_token }}``)."""
+    return ids if ids[: len(prefix_ids)] == prefix_ids else prefix_ids + ids
+
+
 def encode_segments(
     tokenizer: Any, segments: list[Segment], max_length: int, prefix_ids: list[int] | None = None
 ) -> dict[str, list[int]] | str:

@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from src.datamodules.encode import special_prefix, with_prefix
+
 
 @torch.no_grad()
 def generate(
@@ -14,19 +16,22 @@ def generate(
 ) -> list[str]:
     """Decode a completion for each prompt (text as rendered by the DataModule: template tokens included).
 
-    Prompts are tokenized without special tokens, as training does. Greedy unless ``do_sample``.
+    Prompts are encoded as training encodes them: the text without special tokens, after the tokenizer's own prefix
+    (a Llama BOS) unless the rendered text already starts with it. Greedy unless ``do_sample``.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
+    prefix = special_prefix(tokenizer)
     texts = []
     generator_state = torch.random.get_rng_state()
     if seed is not None:
         torch.manual_seed(seed)
     try:
         for start in range(0, len(prompts), batch_size):
-            encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start:start + batch_size]]
+            encoded = [with_prefix(tokenizer(p, add_special_tokens=False)["input_ids"], prefix)
+                       for p in prompts[start:start + batch_size]]
             width = max(len(ids) for ids in encoded)
             input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in encoded], device=device)
             attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=device)
