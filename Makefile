@@ -1,5 +1,5 @@
 # Shortcuts; the README's two commands are the source of truth.
-.PHONY: setup quickstart test test-slow test-all
+.PHONY: setup quickstart test test-fast test-slow
 
 setup:
 	pip install -c requirements/cpu.txt -e ".[dev]"
@@ -8,10 +8,10 @@ quickstart: setup
 	python train.py
 
 test: setup
-	python -m pytest -q
+	ruff check . && python -m pytest -q
+
+test-fast:
+	python -m pytest -q -m "not slow"
 
 test-slow:
 	python -m pytest -q -m slow
-
-test-all:
-	python -m pytest -q -m "slow or not slow"

@@ -36,9 +36,9 @@ import torch  # noqa: E402
 
 from src.callbacks.interleave import InterleaveScheduler  # noqa: E402
 from src.datamodules.interleave import InterleaveDataModule  # noqa: E402
-from src.interleave.cost import peak_mb, reset_peak  # noqa: E402
-from src.datamodules.toyworld_style import ToyWorldStylePreferenceDataModule  # noqa: E402
 from src.datamodules.toyworld import ToyWorldSFTDataModule  # noqa: E402
+from src.datamodules.toyworld_style import ToyWorldStylePreferenceDataModule  # noqa: E402
+from src.interleave.cost import peak_mb, reset_peak  # noqa: E402
 from src.interleave.schedules import Alright, MaxRight, Mix, Sequential  # noqa: E402
 from src.modules.backbones import tiny_llama  # noqa: E402
 from src.modules.interleave import InterleaveModule  # noqa: E402

@@ -52,7 +52,8 @@ def write_wikitext(path: Path, articles: int = 6) -> Path:
     """Raw WikiText-style lines: headings, paragraphs and blank lines; its last 4 lines hold > 256 toy tokens."""
     lines = []
     for a in range(articles):
-        body = " ".join(f"Article {a} sentence {s} says the cat , the dog and the moon met at the lake ." for s in range(12))
+        sentence = "says the cat , the dog and the moon met at the lake ."
+        body = " ".join(f"Article {a} sentence {s} {sentence}" for s in range(12))
         lines += ["\n", f" = Article {a} = \n", "\n", f" {body} \n", "\n", f" {body} \n"]
     path.write_text("".join(lines))
     return path

@@ -32,6 +32,7 @@ class FinalValidation(Callback):
                            batch_idx: int) -> None:
         loop = trainer.fit_loop
         last_step = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
-        last_epoch = loop.max_epochs is not None and loop.max_epochs > 0 and trainer.current_epoch >= loop.max_epochs - 1
+        max_epochs = loop.max_epochs if loop.max_epochs is not None else -1
+        last_epoch = max_epochs > 0 and trainer.current_epoch >= max_epochs - 1
         if last_step or (last_epoch and loop.epoch_loop.batch_progress.is_last_batch):
             trainer.should_stop = True

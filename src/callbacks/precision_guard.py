@@ -19,7 +19,8 @@ class HalfPrecisionGuard(Callback):
         self.allow = allow
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        half = {p.dtype for p in pl_module.parameters() if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16)}
+        trainable = {p.dtype for p in pl_module.parameters() if p.requires_grad}
+        half = trainable & {torch.bfloat16, torch.float16}
         if not half:
             return
         message = (f"the trainable weights are {sorted(str(d) for d in half)}, with no fp32 master copy: updates "

@@ -19,7 +19,8 @@ class TokensPerSecond(Callback):
         if self.last is None:
             self.last = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
         tokens = sum(int(v.sum()) for k, v in batch.items() if k.endswith("attention_mask"))
         now = time.perf_counter()
         self.seen += tokens

@@ -13,7 +13,8 @@ import inspect
 import textwrap
 import types
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hydra_zen import ZenField, builds, make_config
 from omegaconf import MISSING
@@ -93,7 +94,8 @@ def node(
     unknown = sorted(set(bindings) - set(params))
     if unknown:
         raise TypeError(f"{_name(target)} has no argument(s) {unknown}; it takes {sorted(params)}")
-    fields = {name: ZenField(hint=hint, default=bindings.get(name, default)) for name, (hint, default) in params.items()}
+    fields = {name: ZenField(hint=hint, default=bindings.get(name, default))
+              for name, (hint, default) in params.items()}
     head = builds(target, zen_partial=True) if partial else builds(target)  # _target_ (and _partial_) first
     return make_config(**fields, bases=(head,), hydra_defaults=defaults, zen_dataclass={"cls_name": _title(target)})
 

@@ -20,8 +20,11 @@ from src.callbacks.throughput import TokensPerSecond
 from src.configs.resolvers import sweep_label
 from src.configs.signature import node
 from src.datamodules.interleave import InterleaveDataModule
-from src.datamodules.preference import (HHPreferenceDataModule, ToyWorldPreferenceDataModule,
-                                        UltraFeedbackPreferenceDataModule)
+from src.datamodules.preference import (
+    HHPreferenceDataModule,
+    ToyWorldPreferenceDataModule,
+    UltraFeedbackPreferenceDataModule,
+)
 from src.datamodules.sft import AlpacaDataModule, UltraFeedbackSFTDataModule
 from src.datamodules.toyworld import ToyWorldSFTDataModule
 from src.datamodules.toyworld_style import ToyWorldStylePreferenceDataModule

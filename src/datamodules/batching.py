@@ -7,8 +7,9 @@ tokenized up front, so the batch sampler can count the window's tokens before th
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from itertools import islice
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import BatchSampler, Dataset, Sampler

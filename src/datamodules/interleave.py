@@ -11,8 +11,9 @@ passes. The stream positions ride in the checkpoint. Validation has two loaders:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from itertools import islice
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule

@@ -13,7 +13,8 @@ assistant's reply), ``malformed_transcript`` (HH) and ``missing_field`` / ``malf
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from src.datamodules.base import PostTrainDataModule
 from src.datamodules.collate import PreferenceCollator

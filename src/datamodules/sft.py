@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from src.datamodules.base import PostTrainDataModule
 from src.datamodules.collate import SFTCollator
@@ -67,7 +68,8 @@ class AlpacaDataModule(SFTDataModule):
         context = row.get("input") or ""
         if self.template == "chat":
             user = f"{instruction}\n\n{context}" if context.strip() else instruction
-            return chat_segments(self.tokenizer, [{"role": "user", "content": user}, {"role": "assistant", "content": output}])
+            messages = [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
+            return chat_segments(self.tokenizer, messages)
         return [(alpaca_prompt(instruction, context), False), (output + self.tokenizer.eos_token, True)]
 
 

@@ -17,8 +17,8 @@ class ToyWorldSFTDataModule(SFTDataModule):
     Each train row takes one of its problem's valid phrasings at random (seeded), so the data itself is diverse.
     """
 
-    def __init__(self, num_train: int = 4000, num_val: int = 200, template: str = "chat", kinds: list[str] | None = None,
-                 **kwargs: Any):
+    def __init__(self, num_train: int = 4000, num_val: int = 200, template: str = "chat",
+                 kinds: list[str] | None = None, **kwargs: Any):
         kwargs.setdefault("tokenizer", "toy")
         super().__init__(path="toyworld", **kwargs)
         require_choice("data.template", template, ("alpaca", "chat"))

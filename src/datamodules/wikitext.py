@@ -8,8 +8,9 @@ base's per-row ``encode`` (with its drop accounting) and group the encoded rows 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from src.datamodules.base import PostTrainDataModule
 from src.datamodules.collate import SFTCollator
@@ -93,10 +94,12 @@ class WikiTextDataModule(PostTrainDataModule):
         body = self.block_size - len(self.prefix_ids)  # stream tokens per block
         n_blocks = len(stream) // body
         if n_blocks == 0:
-            raise ValueError(f"{type(self).__name__}: the {split} text has {len(stream)} tokens, fewer than one block "
-                             f"of data.block_size={self.block_size}; add text, raise data.limit or lower the block size")
+            raise ValueError(f"{type(self).__name__}: the {split} text has {len(stream)} tokens, fewer than one "
+                             f"block of data.block_size={self.block_size}; add text, raise data.limit or lower the "
+                             "block size")
         blocks = [self.prefix_ids + stream[i * body:(i + 1) * body] for i in range(n_blocks)]  # each (block_size,)
-        self.block_stats[split] = {"tokens": len(stream), "blocks": n_blocks, "dropped_tokens": len(stream) - n_blocks * body}
+        dropped = len(stream) - n_blocks * body
+        self.block_stats[split] = {"tokens": len(stream), "blocks": n_blocks, "dropped_tokens": dropped}
         log.info("%s %s: %s", type(self).__name__, split, self.block_stats[split])
         return [{"input_ids": ids, "labels": list(ids)} for ids in blocks]
 
@@ -128,7 +131,8 @@ class ToyWorldCorpusDataModule(WikiTextDataModule):
         return prompt  # the model continues with " <response>" and stops at the EOS that ends every document
 
     def load_split(self, split: str) -> list[dict[str, str]]:
-        return [{"text": doc} for doc in make_corpus(self.size(split), "train" if split == "train" else "test", self.seed)]
+        which = "train" if split == "train" else "test"
+        return [{"text": doc} for doc in make_corpus(self.size(split), which, self.seed)]
 
 
 def read_lines(path: str) -> list[dict[str, str]]:

@@ -7,7 +7,8 @@ sharding strategies can wrap it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 from lightning.pytorch import LightningModule

@@ -6,7 +6,8 @@ module only declares the hyperparameters and wires them to the Lightning hooks.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

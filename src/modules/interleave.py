@@ -14,8 +14,9 @@ step with CE. Metric names: ``{stage}/sft_loss``, ``{stage}/dpo_loss``, DPO's ``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

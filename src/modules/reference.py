@@ -22,9 +22,11 @@ import json
 import logging
 import os
 from array import array
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch.utils.data import DataLoader

@@ -35,7 +35,9 @@ def generate(
             width = max(len(ids) for ids in encoded)
             input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in encoded], device=device)
             attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=device)
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
+            sampling = {"do_sample": False}
+            if do_sample:
+                sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
             out = model.generate(
                 input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
                 pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, **sampling,

@@ -14,7 +14,9 @@ def instantiate(node: DictConfig, **kwargs: Any) -> Any:
     except hydra.errors.InstantiationException as err:
         # Hydra wraps the real cause (e.g. an out-of-range value) in a long chain: surface it first.
         cause = err.__cause__ or err
-        raise type(cause)(f"{cause}\n(while instantiating {node.get('_target_')})") from err if _rebuildable(cause) else err
+        if not _rebuildable(cause):
+            raise err
+        raise type(cause)(f"{cause}\n(while instantiating {node.get('_target_')})") from err
 
 
 def _rebuildable(err: BaseException) -> bool:

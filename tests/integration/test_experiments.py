@@ -7,6 +7,7 @@ from hydra.utils import instantiate
 
 from tests.helpers import EXPERIMENTS, TINY, compose_cfg, local_stand_ins
 
+
 def smoke_overrides(experiment: str, assets: dict, tmp_path) -> list[str]:
     """Tiny, local stand-ins for whatever the experiment would download or size for a GPU."""
     cfg = compose_cfg([f"experiment={experiment}"], tmp_path)

@@ -54,11 +54,13 @@ def test_out_of_range_hyperparameter_names_the_key(tmp_path):
     ("experiment=nope", "Available options in 'experiment'"),
     ("module=nope", "Available options in 'module'"),
     ("data.nope=1", "Valid keys of 'data' (src.datamodules.toyworld.ToyWorldSFTDataModule): num_train, num_val"),
-    ("experiment=gem_toy module.betaa=0.5", "Valid keys of 'module' (src.modules.gem.GEMModule): optimizer, scheduler, beta"),
+    ("experiment=gem_toy module.betaa=0.5",
+     "Valid keys of 'module' (src.modules.gem.GEMModule): optimizer, scheduler, beta"),
     ("-m module.beta=0.1,0.2 trainer.nope=1", "Valid keys of 'trainer': default_root_dir"),
 ])
 def test_unknown_choices_and_keys_are_listed(override, expected):
-    out = subprocess.run([sys.executable, "train.py", *override.split()], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "train.py", *override.split()], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode != 0
     assert expected in out.stderr + out.stdout
 
@@ -131,27 +133,33 @@ def test_killed_run_resumes_exactly(tmp_path):
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
 
 
+def train_module(cfg):
+    """``train.train(cfg)``, returning the trained LightningModule."""
+    kept = {}
+    original = train.finish_run
+
+    def keep(cfg_, trainer):
+        kept["module"] = trainer.lightning_module
+        return original(cfg_, trainer)
+
+    train.finish_run = keep
+    try:
+        train.train(cfg)
+    finally:
+        train.finish_run = original
+    return kept["module"]
+
+
 def test_gradient_accumulation_does_not_change_the_update(tmp_path):
     """One SGD step on 8 examples == the same 8 as 2 x 4 with accumulation (global token-mean normalisation)."""
-    base = TINY + TINY_MODEL + ["++data.num_train=8", "++data.num_val=4", "validate_before_fit=false", "trainer.max_steps=1",
-                   "module/optimizer=sgd", "module.optimizer.lr=1.0",
-                   "trainer.gradient_clip_val=null", "callbacks=none", "++trainer.limit_val_batches=0"]
+    base = TINY + TINY_MODEL + ["data.num_train=8", "data.num_val=4", "validate_before_fit=false",
+                                "trainer.max_steps=1", "module/optimizer=sgd", "module.optimizer.lr=1.0",
+                                "trainer.gradient_clip_val=null", "callbacks=none", "++trainer.limit_val_batches=0"]
     one = compose_cfg(base + ["data.batch_size=8"], tmp_path / "one")
     two = compose_cfg(base + ["data.batch_size=4", "trainer.accumulate_grad_batches=2"], tmp_path / "two")
     weights = []
     for cfg in (one, two):
-        trainer_holder = {}
-        original = train.finish_run
-
-        def keep(cfg_, trainer):
-            trainer_holder["module"] = trainer.lightning_module
-            return original(cfg_, trainer)
-
-        train.finish_run = keep
-        try:
-            train.train(cfg)
-        finally:
-            train.finish_run = original
-        weights.append({k: v.detach().clone() for k, v in trainer_holder["module"].model.state_dict().items()})
+        module = train_module(cfg)
+        weights.append({k: v.detach().clone() for k, v in module.model.state_dict().items()})
     for name in weights[0]:
         torch.testing.assert_close(weights[1][name], weights[0][name], rtol=1e-5, atol=1e-6, msg=name)

@@ -26,7 +26,8 @@ def test_pretrained_loads_saved_dir_with_dtype(assets, tokenizer):
 
 
 def test_lora_trains_adapters_only(tokenizer):
-    model = tiny_llama(tokenizer, hidden_size=32, num_heads=2, lora={"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]})
+    lora = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    model = tiny_llama(tokenizer, hidden_size=32, num_heads=2, lora=lora)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
     with pytest.raises(ValueError, match="unknown keys"):

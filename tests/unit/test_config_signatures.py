@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from hydra.utils import get_object
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.configs.signature import node, signature_parameters
 from src.configs.store import TOY_FIXED
@@ -73,3 +73,26 @@ def test_signature_follows_kwargs_to_the_parent():
 def test_a_binding_must_be_an_argument():
     with pytest.raises(TypeError, match=r"no argument\(s\) \['sizee'\]"):
         node(Child, sizee=3)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["experiment=gem_toy", "module.beta=0.5"],
+    ["experiment=ce_alpaca", "model.dtype=bfloat16"],
+    ["experiment=alright_toy", "interleave.mode=bresenham"],
+    ["experiment=sequential_toy", "interleave.first=dpo"],
+    ["experiment=sequential_toy", "interleave.lam=null",
+     "interleave.phases=[{objective:sft,steps:10},{objective:dpo}]"],
+    ["experiment=emo_wikitext", "module.cost_embedding=external", "module.cost_embedding_path=head.pt"],
+    ["experiment=dpo_ultrafeedback", "data.path=rows.jsonl"],
+    ["experiment=dpo_hh", "data.path=rows.jsonl"],
+    ["experiment=ce_ultrafeedback", "data.path=rows.jsonl"],
+    ["experiment=emo_wikitext", "data.path=rows.txt"],
+    ["experiment=xright_pythia1b", "data.sft.path=a.jsonl", "data.prefs.path=b.jsonl"],
+])
+def test_documented_overrides_are_plain_keys(overrides, tmp_path):
+    """Each was `Key ... is not in struct` when the YAML listed only what a run set."""
+    cfg = compose_cfg(overrides, tmp_path)
+    for override in overrides[1:]:
+        key, value = override.split("=", 1)
+        plain = str(OmegaConf.select(cfg, key)).replace(" ", "").replace("'", "")
+        assert plain == value.replace(" ", "") or (value == "null" and plain == "None"), (key, plain)
