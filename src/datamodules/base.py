@@ -99,8 +99,13 @@ class PostTrainDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.datasets["train"]
+        trainer = getattr(self, "trainer", None)
+        # trainer.overfit_batches (debug=overfit) must see the same batches every epoch: Lightning turns off only its
+        # own RandomSampler's shuffle, not this epoch-seeded one.
+        fixed = trainer is not None and trainer.overfit_batches > 0
+        order = range(len(dataset)) if fixed else EpochShuffleSampler(len(dataset), self.seed)
         sampler = WindowedBatchSampler(
-            EpochShuffleSampler(len(dataset), self.seed), self.batch_size, drop_last=False,
+            order, self.batch_size, drop_last=False,
             window=self.accumulation_window(), token_counts=self.label_token_counts("train"),
         )
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.collate_fn(), num_workers=self.num_workers)

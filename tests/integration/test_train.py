@@ -163,3 +163,34 @@ def test_gradient_accumulation_does_not_change_the_update(tmp_path):
         weights.append({k: v.detach().clone() for k, v in module.model.state_dict().items()})
     for name in weights[0]:
         torch.testing.assert_close(weights[1][name], weights[0][name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_debug_overfit_memorises_one_batch(tmp_path):
+    """The plumbing check: 200 steps on the same batch drive its loss to ~0 (a reshuffled batch stalls near 0.3)."""
+    train.train(compose_cfg(TINY + ["debug=overfit", "++callbacks.task_accuracy.num_prompts=2"], tmp_path))
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        losses = [float(row["train/loss"]) for row in csv.DictReader(f) if row.get("train/loss")]
+    assert losses[0] > 3 and losses[-1] < 0.05, losses
+
+
+def validation_steps(output_dir) -> list[int]:
+    with open(output_dir / "csv" / "metrics.csv") as f:
+        return [int(row["step"]) for row in csv.DictReader(f) if row.get("val/ce")]
+
+
+def test_a_run_always_ends_on_a_validation(tmp_path):
+    """5 steps, validation every 2: Lightning alone validates after steps 2 and 4; the run also validates after 5,
+    and last.ckpt holds step 5."""
+    metrics = train.train(compose_cfg(SMALL + ["trainer.max_steps=5"], tmp_path))
+    assert validation_steps(tmp_path) == [0, 1, 3, 4]  # CSV steps: before, then after optimizer steps 2, 4 and 5
+    assert "val/ce" in metrics
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 5
+
+
+def test_an_interval_longer_than_the_run_is_shortened(tmp_path):
+    """alright_toy validates every 25 steps; a 3-step run would be refused by Lightning without the clamp."""
+    overrides = TINY + ["experiment=alright_toy", "trainer.max_steps=3", "data.sft.num_train=64",
+                        "data.prefs.num_train=32"]
+    metrics = train.train(compose_cfg(overrides, tmp_path))
+    assert "val/sft_loss" in metrics and validation_steps(tmp_path)[-1] == 2
