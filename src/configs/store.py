@@ -57,7 +57,9 @@ def _modules(store) -> None:
     for name, cls in {"ce": CEModule, "gem": GEMModule, "emo": EMOModule, "convex": ConvexModule,
                       "dpo": DPOModule, "interleave": InterleaveModule}.items():
         store(node(cls, exclude=("model",), defaults=OBJECTIVE_DEFAULTS), group="module", name=name)
-    adamw = node(torch.optim.AdamW, exclude=("params",), partial=True, lr=2e-5, weight_decay=0.0)
+    # fused: one kernel over all parameters, 4.5x faster than torch's CPU default loop on a 66M model
+    # (experiments/bench_optimizer.py); module.optimizer.fused=null gives torch's own choice back.
+    adamw = node(torch.optim.AdamW, exclude=("params",), partial=True, lr=2e-5, weight_decay=0.0, fused=True)
     store(adamw, group="module/optimizer", name="adamw")
     store(node(torch.optim.SGD, exclude=("params",), partial=True, lr=1e-3), group="module/optimizer", name="sgd")
     for name, warmup in (("cosine", 0.03), ("linear", 0.03), ("constant", 0.0)):
