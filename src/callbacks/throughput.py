@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 
 class TokensPerSecond(Callback):
-    """Logs ``train/tokens_per_sec`` (non-pad input tokens, this process) and ``train/tokens_seen``."""
+    """Logs ``train/tokens_per_sec`` and ``train/tokens_seen``: non-pad input tokens, summed over all ranks."""
 
     def __init__(self) -> None:
         self.last: float | None = None
@@ -21,7 +22,8 @@ class TokensPerSecond(Callback):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        tokens = sum(int(v.sum()) for k, v in batch.items() if k.endswith("attention_mask"))
+        local = sum(v.sum() for k, v in batch.items() if k.endswith("attention_mask"))
+        tokens = int(trainer.strategy.reduce(torch.as_tensor(local, dtype=torch.float64), reduce_op="sum"))
         now = time.perf_counter()
         self.seen += tokens
         pl_module.log("train/tokens_per_sec", tokens / max(now - self.last, 1e-9), on_step=True, on_epoch=False)

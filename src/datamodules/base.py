@@ -104,9 +104,10 @@ class PostTrainDataModule(LightningDataModule):
         # own RandomSampler's shuffle, not this epoch-seeded one.
         fixed = trainer is not None and trainer.overfit_batches > 0
         order = range(len(dataset)) if fixed else EpochShuffleSampler(len(dataset), self.seed)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         sampler = WindowedBatchSampler(
-            order, self.batch_size, drop_last=False,
-            window=self.accumulation_window(), token_counts=self.label_token_counts("train"),
+            order, self.batch_size, drop_last=False, window=self.accumulation_window(),
+            token_counts=self.label_token_counts("train"), rank=rank, world=world,
         )
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.collate_fn(), num_workers=self.num_workers)
 

@@ -36,20 +36,27 @@ class EpochShuffleSampler(Sampler[int]):
 class WindowedBatchSampler(BatchSampler):
     """Yields micro-batches of ``(index, window_tokens)``; each window is ``window`` consecutive micro-batches.
 
-    Windows start at the first batch of the epoch, as Lightning's accumulation windows do.
+    Windows start at the first batch of the epoch, as Lightning's accumulation windows do. With ``world`` ranks the
+    sampler cuts *global* batches of ``batch_size * world`` from the one order every rank shares and yields rank
+    ``rank``'s share (every ``world``-th example), so W processes at batch b train on exactly the batches that one
+    process trains on at batch W b. ``window_tokens`` counts this rank's share; the module sums it over ranks. A last
+    global batch smaller than ``world`` is dropped, so every rank has the same number of batches.
     """
 
     def __init__(
         self, sampler: Sampler | Sequence[int], batch_size: int, drop_last: bool, window: int = 1,
-        token_counts: Sequence[int] = (),
+        token_counts: Sequence[int] = (), rank: int = 0, world: int = 1,
     ):
-        super().__init__(sampler, batch_size, drop_last)
-        self.window = window
-        self.token_counts = token_counts
+        super().__init__(sampler, batch_size * world, drop_last)
+        self.window, self.token_counts, self.rank, self.world = window, token_counts, rank, world
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.sampler), self.batch_size)
+        return full + (0 if self.drop_last or rest < self.world else 1)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        batches = super().__iter__()
-        while group := list(islice(batches, self.window)):
+        shares = (g[self.rank::self.world] for g in super().__iter__() if len(g) >= self.world)  # (b,) each
+        while group := list(islice(shares, self.window)):
             total = sum(self.token_counts[i] for batch in group for i in batch)
             for batch in group:
                 yield [(i, total) for i in batch]

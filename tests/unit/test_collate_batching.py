@@ -32,3 +32,19 @@ def test_windowed_sampler_attaches_window_token_totals():
     dataset = EncodedDataset([{"input_ids": [i], "labels": [i]} for i in range(5)])
     collated = SFTCollator(0)([dataset[key] for key in batches[0]])
     assert collated["num_items_in_batch"] == torch.tensor(10)
+
+
+def test_ranks_share_each_global_batch():
+    """2 ranks at batch 2 train on exactly the examples 1 process trains on at batch 4, step by step, and their
+    window token counts add up to the single process's."""
+    from src.datamodules.batching import WindowedBatchSampler
+
+    order, tokens = [7, 3, 0, 5, 1, 6, 2, 4, 8], [10 + i for i in range(9)]
+    single = list(WindowedBatchSampler(order, 4, drop_last=False, window=2, token_counts=tokens))
+    ranks = [list(WindowedBatchSampler(order, 2, drop_last=False, window=2, token_counts=tokens, rank=r, world=2))
+             for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 2  # the last global batch (one example) is smaller than the world
+    for step, batch in enumerate(single[:2]):
+        shares = [dict(ranks[r][step]) for r in range(2)]
+        assert sorted(i for share in shares for i in share) == sorted(i for i, _ in batch)
+        assert sum(next(iter(share.values())) for share in shares) == batch[0][1]  # the window's tokens
