@@ -15,7 +15,7 @@ from typing import Any
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from src.datamodules.batching import EncodedDataset, EpochShuffleSampler, WindowedBatchSampler
+from src.datamodules.batching import EncodedDataset, EpochShuffleSampler, ResumableLoader, WindowedBatchSampler
 from src.datamodules.encode import special_prefix
 from src.datamodules.tokenizer import load_tokenizer
 from src.utils.checks import require
@@ -109,7 +109,12 @@ class PostTrainDataModule(LightningDataModule):
             order, self.batch_size, drop_last=False, window=self.accumulation_window(),
             token_counts=self.label_token_counts("train"), rank=rank, world=world,
         )
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.collate_fn(), num_workers=self.num_workers)
+        return ResumableLoader(dataset, batch_sampler=sampler, collate_fn=self.collate_fn(),
+                               num_workers=self.num_workers, position=self.batches_done_this_epoch)
+
+    def batches_done_this_epoch(self) -> int:
+        """Micro-batches of the current epoch that Lightning counts as finished (what a resumed run skips)."""
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.datasets["val"], batch_size=self.eval_batch_size, shuffle=False,

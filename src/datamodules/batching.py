@@ -7,12 +7,12 @@ tokenized up front, so the batch sampler can count the window's tokens before th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
 import torch
-from torch.utils.data import BatchSampler, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -49,17 +49,44 @@ class WindowedBatchSampler(BatchSampler):
     ):
         super().__init__(sampler, batch_size * world, drop_last)
         self.window, self.token_counts, self.rank, self.world = window, token_counts, rank, world
+        self.skip = 0  # micro-batches to pass over at the start of the next epoch (a resumed one), once
 
     def __len__(self) -> int:
         full, rest = divmod(len(self.sampler), self.batch_size)
         return full + (0 if self.drop_last or rest < self.world else 1)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        skip, self.skip = self.skip, 0
         shares = (g[self.rank::self.world] for g in super().__iter__() if len(g) >= self.world)  # (b,) each
+        position = 0
         while group := list(islice(shares, self.window)):
-            total = sum(self.token_counts[i] for batch in group for i in batch)
+            total = sum(self.token_counts[i] for batch in group for i in batch)  # windows align at batch 0
             for batch in group:
-                yield [(i, total) for i in batch]
+                position += 1
+                if position > skip:
+                    yield [(i, total) for i in batch]
+
+
+class ResumableLoader(DataLoader):
+    """A training loader that a run resumed mid-epoch continues where that epoch stopped.
+
+    Lightning restores its own count of the epoch's finished batches but restarts a plain loader at batch 0 (so
+    the first batches would train twice and the last never). Here the checkpoint stores that count (``position``,
+    read when the checkpoint is written), and the restored loader's sampler passes over as many micro-batches: the
+    order is a pure function of (seed, epoch), so this is index arithmetic and loads no data. A count that fills
+    the epoch means the next epoch starts from its beginning.
+    """
+
+    def __init__(self, *args: Any, position: Callable[[], int], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.position = position
+
+    def state_dict(self) -> dict[str, int]:
+        return {"position": int(self.position())}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        position = state.get("position", 0)
+        self.batch_sampler.skip = position if position < len(self.batch_sampler) else 0
 
 
 class EncodedDataset(Dataset):
