@@ -20,6 +20,7 @@ from src.configs import register_configs
 from src.utils.cli import unknown_key_help
 from src.utils.instantiate import instantiate, instantiate_all
 from src.utils.preflight import preflight
+from src.utils.resume import resolve_ckpt_path
 from src.utils.run import announce_run, finish_run, log_config
 
 ROOT = Path(__file__).resolve().parent
@@ -29,6 +30,7 @@ register_configs()
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    cfg.ckpt_path = resolve_ckpt_path(cfg)  # before anything reads it (the CSV logger keeps rows up to it)
     announce_run(cfg)
     preflight(cfg)  # optimizer, schedule and precision settings fail here, before any data or model
     if cfg.get("cpu_threads"):

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from src.callbacks.export import HFExport
 from src.callbacks.final_validation import FinalValidation
 from src.callbacks.interleave import InterleaveScheduler
+from src.callbacks.preemption import PreemptionCheckpoint
 from src.callbacks.task_accuracy import TaskAccuracy
 from src.callbacks.throughput import TokensPerSecond
 from src.configs.resolvers import sweep_label
@@ -94,6 +95,7 @@ def _schedules(store) -> None:
 def _callbacks(store) -> None:
     store(node(TaskAccuracy), group="callback", name="task_accuracy")
     store(node(FinalValidation), group="callback", name="final_validation")
+    store(node(PreemptionCheckpoint, dirpath="${paths.output_dir}/checkpoints"), group="callback", name="preemption")
     store(node(TokensPerSecond), group="callback", name="throughput")
     store(node(HFExport, dirpath="${paths.output_dir}/hf"), group="callback", name="hf_export")
     store(node(InterleaveScheduler, schedule="${interleave}"), group="callback", name="interleave")
