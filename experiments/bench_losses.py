@@ -8,6 +8,11 @@ not part of it. EMO is timed twice: ours (one ``[N, V] @ [V, D]`` matmul plus a 
 the official DRSY/EMO form (one-hot ``p~`` and three ``[N, V]``-sized products), both with ``mix="emo2"``, the target
 probability removed, and the same frozen cost embedding ``[V, D]`` in the logits dtype (as the official buffer copy
 of the LM head is).
+
+``--head`` measures the head as well, plain beside chunked (``--chunk-size``): leaf ``hidden [B, T, D]`` and
+``W [V, D]`` go in, ``d loss / d (hidden, W)`` comes out. Plain builds ``logits = hidden W^T`` and runs the loss;
+chunked (``src/losses/chunked*.py``) never holds more than a chunk's logits. "ce (official: HF shift-logits)" is
+Hugging Face's pre-4.46 form, ``logits[:, :-1].contiguous()`` then ``F.cross_entropy``.
 """
 
 from __future__ import annotations
@@ -27,9 +32,12 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from any directory
 
 from src.losses.ce import ce_loss  # noqa: E402
+from src.losses.chunked import chunked_ce_loss, chunked_gem_loss, kept_hidden  # noqa: E402
+from src.losses.chunked_logprobs import chunked_convex_loss, chunked_sequence_logps  # noqa: E402
 from src.losses.convex import convex_loss  # noqa: E402
 from src.losses.emo import emo_loss  # noqa: E402
 from src.losses.gem import gem_loss  # noqa: E402
+from src.losses.logprobs import sequence_logps  # noqa: E402
 
 BATCH = 4  # rows; tokens are spread over them
 OURS_EMO, OFFICIAL_EMO = "emo2 (ours: 1 matmul + gather)", "emo2 (official: 3 products)"
@@ -61,6 +69,41 @@ def loss_cases(emb: torch.Tensor) -> dict:
         OURS_EMO: lambda x, y: emo_loss(x, y, emb),
         OFFICIAL_EMO: lambda x, y: official_emo2(x, y, emb),
         "convex (token, k=1)": convex_loss,
+    }
+
+
+def official_hf_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """transformers < 4.46 ``LlamaForCausalLM``: shift the logits (a contiguous ``[B, T-1, V]`` copy), then CE."""
+    z, y = logits[:, :-1].contiguous(), labels[:, 1:].contiguous()
+    return F.cross_entropy(z.view(-1, z.size(-1)).float(), y.view(-1))
+
+
+def head_cases(chunk: int) -> dict:
+    """name -> ``f((hidden, W), labels)``; each loss plain (full logits) and chunked, ``ce`` plain first."""
+
+    def plain(loss):
+        return lambda x, y: loss(x[0] @ x[1].T, y)  # (B, T, V) logits, then the loss
+
+    def kept(loss):
+        def f(x, y):
+            h, t, _ = kept_hidden(x[0], y)
+            return loss(h, x[1], t)
+        return f
+
+    def seq_sum(logps):
+        return logps.sum()  # a scalar to differentiate; its gradient per sequence is 1
+
+    return {
+        "ce": plain(ce_loss),
+        "ce (official: HF shift-logits)": plain(official_hf_ce),
+        "ce chunked": kept(lambda h, w, t: chunked_ce_loss(h, w, t, chunk_size=chunk)),
+        "gem logsigmoid": plain(lambda z, y: gem_loss(z, y, h="logsigmoid")),
+        "gem logsigmoid chunked": kept(lambda h, w, t: chunked_gem_loss(h, w, t, h="logsigmoid", chunk_size=chunk)),
+        "seq logps (DPO)": plain(lambda z, y: seq_sum(sequence_logps(z, y))),
+        "seq logps (DPO) chunked": lambda x, y: seq_sum(chunked_sequence_logps(x[0], y, x[1], chunk_size=chunk)),
+        "convex (token, k=1, eps=0.1)": plain(lambda z, y: convex_loss(z, y, label_smoothing=0.1)),
+        "convex (token, k=1, eps=0.1) chunked":
+            lambda x, y: chunked_convex_loss(x[0], y, x[1], label_smoothing=0.1, chunk_size=chunk),
     }
 
 
@@ -113,7 +156,7 @@ def _mmap_large_blocks() -> None:
         ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB, fixed (no dynamic growth)
 
 
-def fwd_bwd(fn, logits: torch.Tensor, labels: torch.Tensor) -> None:
+def fwd_bwd(fn, logits, labels: torch.Tensor) -> None:
     loss = fn(logits, labels)
     torch.autograd.grad(loss, logits)  # the gradient is freed on return, like a backward into a freed graph
 
@@ -124,7 +167,8 @@ def measure(cases: dict, logits, labels, reps: int, warmup: int) -> dict[str, tu
     The reps are interleaved (every case once per round), so a change in machine load hits all cases alike and the
     ratios to CE stay fair; memory comes from one extra run per case after the timed rounds.
     """
-    sync = torch.cuda.synchronize if logits.is_cuda else (lambda: None)
+    first = logits if isinstance(logits, torch.Tensor) else logits[0]  # (hidden, W) with --head
+    sync = torch.cuda.synchronize if first.is_cuda else (lambda: None)
     for _ in range(warmup):
         for fn in cases.values():
             fwd_bwd(fn, logits, labels)
@@ -138,7 +182,7 @@ def measure(cases: dict, logits, labels, reps: int, warmup: int) -> dict[str, tu
             times[name].append(1e3 * (time.perf_counter() - start))
     out = {}
     for name, fn in cases.items():
-        with PeakMemory(logits.device) as mem:
+        with PeakMemory(first.device) as mem:
             fwd_bwd(fn, logits, labels)
         out[name] = (statistics.median(times[name]), mem.mib)
     return out
@@ -152,6 +196,25 @@ def make_inputs(tokens: int, vocab: int, hidden: int, dtype, device, prompt_frac
     labels[:, : 1 + int(prompt_frac * (t - 1))] = -100  # position 0 is never a target; the prompt is masked
     emb = torch.randn(vocab, hidden, generator=g).to(device, dtype)
     return logits, labels.to(device), emb
+
+
+def run_head(args) -> list[dict]:
+    """The ``--head`` table: plain and chunked losses from ``(hidden, W)``, float32 (the chunked path's fp32 logits)."""
+    device, rows = torch.device(args.device), []
+    for vocab in args.vocab:
+        g = torch.Generator(device="cpu").manual_seed(0)
+        t = args.tokens // BATCH + 1
+        hidden = torch.randn(BATCH, t, args.hidden, generator=g).to(device).requires_grad_()
+        weight = (torch.randn(vocab, args.hidden, generator=g) / args.hidden**0.5).to(device).requires_grad_()
+        labels = torch.randint(0, vocab, (BATCH, t), generator=g)
+        labels[:, : 1 + int(args.prompt_frac * (t - 1))] = -100
+        cases = head_cases(args.chunk_size)
+        results = measure(cases, (hidden, weight), labels.to(device), args.reps, args.warmup)
+        for name, (ms, mib) in results.items():
+            rows.append(dict(loss=name, vocab=vocab, dtype="float32", ms=ms, mib=mib, note=""))
+            print(f"{vocab:>7} {name:<40} {ms:9.1f} ms {mib:9.1f} MiB", flush=True)
+        del hidden, weight
+    return rows
 
 
 def run(args) -> list[dict]:
@@ -178,8 +241,9 @@ def run(args) -> list[dict]:
 def to_markdown(rows: list[dict], args) -> str:
     device = torch.cuda.get_device_name() if args.device == "cuda" else _cpu_name()
     cpu_defaults = args.device == "cpu" and (args.tokens, args.hidden) == (CPU_TOKENS, CPU_HIDDEN)
+    head = getattr(args, "head", False)
     lines = [
-        "# Loss forward+backward cost relative to cross-entropy",
+        "# Loss forward+backward cost relative to cross-entropy" + (", LM head included" if head else ""),
         "",
         f"`python experiments/bench_losses.py {' '.join(sys.argv[1:])}`",
         "",
@@ -189,9 +253,12 @@ def to_markdown(rows: list[dict], args) -> str:
         f"- {args.tokens} target tokens ({BATCH} rows), prompt fraction masked {args.prompt_frac}, "
         f"EMO cost embedding [V, {args.hidden}] in the logits dtype; median of {args.reps} runs after {args.warmup} "
         "warm-up" + (" (reduced CPU defaults; the CUDA defaults are 4096 tokens and D=4096)" if cpu_defaults else ""),
-        "- time: forward + backward of the loss alone, from leaf logits to d loss / d logits",
+        (f"- time: forward + backward of the LM head and the loss, from leaf hidden [B, T, {args.hidden}] and "
+         f"W [V, {args.hidden}] to d loss / d (hidden, W); chunked: {args.chunk_size} tokens per chunk"
+         if head else "- time: forward + backward of the loss alone, from leaf logits to d loss / d logits"),
         "- peak: " + (PeakMemory.__doc__.split("\n\n")[1].strip().replace("\n    ", " ")),
-        "  (the input logits and embedding are allocated before and are not counted)",
+        "  (the inputs" + (", hidden and W," if head else " logits and embedding") + " are allocated before and are "
+        "not counted" + ("; the gradients d hidden and d W are" if head else "") + ")",
         "",
         "| V | dtype | loss | time (ms) | time / CE | peak extra (MiB) | peak / CE | note |",
         "|---|---|---|---:|---:|---:|---:|---|",
@@ -219,6 +286,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prompt-frac", type=float, default=0.0, help="fraction of each row masked with -100")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--head", action="store_true", help="include the LM head: plain vs chunked losses")
+    p.add_argument("--chunk-size", type=int, default=1024, help="tokens per chunk of the chunked losses (--head)")
     p.add_argument("--out", type=Path, default=Path("experiments/results/bench_losses.md"))
     args = p.parse_args(argv)
     on_cpu = args.device == "cpu"
@@ -232,7 +301,7 @@ def main() -> None:
     args.load_start = os.getloadavg()[0]
     _mmap_large_blocks()
     torch.set_grad_enabled(True)
-    table = to_markdown(run(args), args)
+    table = to_markdown(run_head(args) if args.head else run(args), args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table)
     print(table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from src.losses.logprobs import IGNORE_INDEX, shift
+from src.losses.logprobs import IGNORE_INDEX, shift_labels
 from src.losses.reduction import token_reduce
 
 
@@ -21,10 +21,11 @@ def ce_loss(
     the label-token count of the whole accumulated (and data-parallel) batch, as in Hugging Face's
     ``num_items_in_batch``, so gradient accumulation does not change the result.
     """
-    logits, labels = shift(logits, labels)
-    flat = logits.reshape(-1, logits.size(-1))
+    if logits.shape[:-1] != labels.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} disagree on [B, T]")
+    targets = shift_labels(labels, ignore_index).reshape(-1)  # (B*T,), the last position of each row ignored
+    flat = logits.reshape(-1, logits.size(-1))  # (B*T, V), a view: the labels were shifted, not the logits
     if flat.dtype in (torch.float16, torch.bfloat16):
         flat = flat.float()  # logsumexp over a large vocabulary in half precision loses digits
-    nll = F.cross_entropy(flat, labels.reshape(-1), ignore_index=ignore_index, reduction="none")
-    # nll: (B*(T-1),), 0 at ignored positions
-    return token_reduce(nll, labels.reshape(-1) != ignore_index, num_items_in_batch)
+    nll = F.cross_entropy(flat, targets, ignore_index=ignore_index, reduction="none")  # (B*T,), 0 where ignored
+    return token_reduce(nll, targets != ignore_index, num_items_in_batch)

@@ -19,6 +19,15 @@ def shift(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, tor
     return logits[:, :-1], labels[:, 1:]
 
 
+def shift_labels(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Targets aligned with *every* position: ``[B, T] -> [B, T]``, ``out[:, t] = labels[:, t + 1]``, last = ignored.
+
+    Shifting the labels instead of the logits (Hugging Face's ``ForCausalLMLoss`` does the same) lets a loss index
+    ``logits [B, T, V]`` or hidden states ``[B, T, D]`` as they are: ``logits[:, :-1].reshape(-1, V)`` is a copy.
+    """
+    return torch.nn.functional.pad(labels[:, 1:], (0, 1), value=ignore_index)
+
+
 def target_mask(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mask, safe_labels)``: mask is True on kept tokens; ignored labels become 0 so ``gather`` stays in range."""
     mask = labels != ignore_index
@@ -50,12 +59,14 @@ def kept_logits(
     For full-vocabulary losses (GEM, EMO) that work on the flattened kept tokens, as their official code does.
     Half precision is upcast to fp32 *after* the selection, so only the N kept rows are copied.
     """
-    logits, labels = shift(logits, labels)
-    mask, _ = target_mask(labels, ignore_index)  # (B, T-1)
-    z = logits[mask]  # (N, V)
+    if logits.shape[:-1] != labels.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} disagree on [B, T]")
+    targets = shift_labels(labels, ignore_index)  # (B, T)
+    mask = targets != ignore_index
+    z = logits[mask]  # (N, V): only the kept rows are gathered
     if z.dtype in (torch.float16, torch.bfloat16):
         z = z.float()
-    return z, labels[mask]
+    return z, targets[mask]
 
 
 def token_logps(

@@ -3,6 +3,10 @@
 An objective subclass declares its hyperparameters and implements ``objective`` (SFT-style losses on logits) or
 overrides ``step`` (DPO). ``step`` returns a :class:`StepResult`. The backbone is built in ``configure_model`` so
 sharding strategies can wrap it.
+
+``loss_impl="chunked"`` never builds the ``[B, T, V]`` logits: the backbone returns its last hidden state and the
+subclass's ``chunked_objective`` computes the loss from it and the LM head in chunks of ``loss_chunk_size`` tokens
+(``src/losses/chunked.py``). A subclass without one sets ``supports_chunked = False`` and refuses the setting.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ import torch
 from lightning.pytorch import LightningModule
 
 from src.losses.ce import ce_loss
-from src.losses.logprobs import IGNORE_INDEX, num_label_tokens, shift
+from src.losses.chunked import chunked_ce_and_entropy, kept_hidden
+from src.losses.logprobs import IGNORE_INDEX, num_label_tokens, shift_labels
+from src.utils.checks import require, require_choice
+
+LOSS_IMPLS = ("plain", "chunked")
 
 Metrics = dict[str, torch.Tensor]
 
@@ -27,21 +35,46 @@ class StepResult(NamedTuple):
     metrics: Metrics  # detached values to log under ``{stage}/``; ``loss`` is this micro-batch's token mean
 
 
+class HeadInputs(NamedTuple):
+    """What a chunked loss needs instead of logits: the last hidden states, the labels, and the LM head."""
+
+    hidden: torch.Tensor  # (B, T, D) final (normed) hidden states, the LM head's input
+    labels: torch.Tensor  # (B, T) unshifted
+    weight: torch.Tensor  # (V, D) get_output_embeddings().weight
+    bias: torch.Tensor | None  # (V,) or None (Llama)
+    chunk_size: int
+
+    def kept(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(h [N, D], targets [N])`` at the kept, shifted positions (:func:`kept_hidden`)."""
+        h, targets, _ = kept_hidden(self.hidden, self.labels)
+        return h, targets
+
+
 class NonFiniteLossError(FloatingPointError):
     """Raised before backward, so the weights and the last checkpoint are still good."""
 
 
 class PostTrainModule(LightningModule):
     loss_is_ce = False  # True when the objective's value is the CE itself, so it is not computed twice
+    supports_chunked = True  # False where the objective has no chunked loss (yet)
 
     def __init__(
         self,
         model: Callable[[], torch.nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        loss_impl: str = "plain",
+        loss_chunk_size: int = 1024,
     ):
+        """``loss_impl``: plain (logits ``[B, T, V]``, then the loss) or chunked (hidden states and the LM head,
+        ``loss_chunk_size`` tokens at a time; the same values and gradients in far less memory)."""
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
+        require_choice("module.loss_impl", loss_impl, LOSS_IMPLS)
+        require(loss_chunk_size >= 1, "module.loss_chunk_size", loss_chunk_size, ">= 1 tokens")
+        require(loss_impl == "plain" or self.supports_chunked, "module.loss_impl", loss_impl,
+                f"'plain': {type(self).__name__} has no chunked loss yet")
+        self.loss_impl, self.loss_chunk_size = loss_impl, loss_chunk_size
         self.model_factory, self.optimizer_factory, self.scheduler_factory = model, optimizer, scheduler
         self.model: torch.nn.Module | None = None
         self._val_nll = [0.0, 0]  # (sum of token NLL, tokens) over the validation epoch
@@ -59,6 +92,23 @@ class PostTrainModule(LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (B, T, V)
 
+    def head_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                    labels: torch.Tensor) -> HeadInputs:
+        """The chunked path's forward: the backbone's last hidden state instead of its logits, and the LM head.
+
+        Through the model's own ``forward`` (so a peft wrapper's hooks and adapters apply) with ``logits_to_keep=1``:
+        Hugging Face causal LMs then project only the last position, ``[B, 1, V]``. ``hidden_states[-1]`` is the
+        final-normed state the head reads. A head that is not a plain ``nn.Linear`` (LoRA on ``lm_head``) or a
+        model that post-processes its logits (soft-capping) would be computed wrongly, so they are refused.
+        """
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                         output_hidden_states=True, logits_to_keep=1)
+        head = self.model.get_output_embeddings()
+        if type(head) is not torch.nn.Linear or getattr(self.model.config, "final_logit_softcapping", None):
+            raise ValueError(f"module.loss_impl='chunked' needs a plain nn.Linear LM head without logit soft-capping, "
+                             f"got {type(head).__name__}; use module.loss_impl=plain")
+        return HeadInputs(out.hidden_states[-1], labels, head.weight, head.bias, self.loss_chunk_size)
+
     # --- the objective -------------------------------------------------------------------------------------------
     def objective(
         self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | None
@@ -66,12 +116,22 @@ class PostTrainModule(LightningModule):
         """The training loss on ``logits (B, T, V)`` and unshifted ``labels (B, T)``, plus extra metrics."""
         raise NotImplementedError
 
+    def chunked_objective(
+        self, inputs: HeadInputs, num_items_in_batch: torch.Tensor | None
+    ) -> tuple[torch.Tensor, Metrics]:
+        """``objective`` on the chunked path: the same loss from hidden states and the head (``loss_impl=chunked``)."""
+        raise NotImplementedError
+
     def step(self, batch: dict[str, torch.Tensor], stage: str) -> StepResult:
         """One SFT-style step: forward, the objective, and the true CE and entropy for comparison."""
         labels = batch["labels"]
-        logits = self(batch["input_ids"], batch["attention_mask"])
         denominator = self.token_denominator(batch) if stage == "train" else None
-        loss, metrics = self.objective(logits, labels, denominator)
+        if self.loss_impl == "chunked":
+            inputs = self.head_inputs(batch["input_ids"], batch["attention_mask"], labels)
+            loss, metrics = self.chunked_objective(inputs, denominator)
+        else:
+            logits = self(batch["input_ids"], batch["attention_mask"])
+            loss, metrics = self.objective(logits, labels, denominator)
         kept = num_label_tokens(labels).clamp(min=1)
         # The logged loss is always this micro-batch's token mean, whatever normalised the gradient.
         metrics["loss"] = loss.detach() * denominator / kept if denominator is not None else loss.detach()
@@ -79,8 +139,15 @@ class PostTrainModule(LightningModule):
             metrics["ce"] = metrics["loss"]
         if stage != "train" or self.logs_this_step():
             with torch.no_grad():  # diagnostics cost a pass over (N, V): only on steps that are written out
-                metrics.setdefault("ce", ce_loss(logits.detach(), labels))
-                metrics["entropy"] = predictive_entropy(logits.detach(), labels)
+                if self.loss_impl == "chunked":  # the same two numbers, chunk by chunk
+                    h, targets = inputs.kept()
+                    ce, metrics["entropy"] = chunked_ce_and_entropy(h.detach(), inputs.weight.detach(), targets,
+                                                                    inputs.bias, self.loss_chunk_size)
+                    metrics.setdefault("ce", ce.float())
+                    metrics["entropy"] = metrics["entropy"].float()
+                else:
+                    metrics.setdefault("ce", ce_loss(logits.detach(), labels))
+                    metrics["entropy"] = predictive_entropy(logits.detach(), labels)
         return StepResult(loss, kept, metrics)
 
     def logs_this_step(self) -> bool:
@@ -143,8 +210,7 @@ class PostTrainModule(LightningModule):
 
 def predictive_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean entropy (nats) of the next-token distribution over positions with a kept label."""
-    logits, labels = shift(logits, labels)
-    mask = labels != IGNORE_INDEX
+    mask = shift_labels(labels) != IGNORE_INDEX  # (B, T)
     logp = torch.log_softmax(logits[mask].float(), dim=-1)  # (N, V)
     if logp.shape[0] == 0:
         return logits.new_zeros((), dtype=torch.float32)

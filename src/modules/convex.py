@@ -8,8 +8,10 @@ from typing import Any
 import torch
 
 from src.losses.ce import ce_loss
+from src.losses.chunked_logprobs import chunked_convex_loss
 from src.losses.convex import CONVEX_REDUCTIONS, convex_loss
-from src.modules.base import Metrics, PostTrainModule
+from src.modules.base import HeadInputs, Metrics, PostTrainModule
+from src.modules.ce import chunked_ce
 from src.utils.checks import require, require_choice
 
 
@@ -28,12 +30,14 @@ class ConvexModule(PostTrainModule):
         model: Callable[[], torch.nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        loss_impl: str = "plain",
+        loss_chunk_size: int = 1024,
         order: float = 1.0,
         label_smoothing: float = 0.0,
         reduction: str = "token",
         ce_warmup_steps: int = 0,
     ):
-        super().__init__(model, optimizer, scheduler)
+        super().__init__(model, optimizer, scheduler, loss_impl, loss_chunk_size)
         require(order > 0, "module.order", order, "> 0 (the convex order k of exp(k * mean log p))")
         require(0 <= label_smoothing < 1, "module.label_smoothing", label_smoothing, "0 <= eps < 1")
         require_choice("module.reduction", reduction, CONVEX_REDUCTIONS)
@@ -60,4 +64,18 @@ class ConvexModule(PostTrainModule):
             loss = convex_loss(logits, labels, self.order, self.label_smoothing, self.reduction,
                                num_items_in_batch=num_items_in_batch)
         metrics = {"phase": torch.tensor(0.0 if warm else 1.0, device=logits.device)} if self.training else {}
+        return loss, metrics
+
+    def chunked_objective(
+        self, inputs: HeadInputs, num_items_in_batch: torch.Tensor | None
+    ) -> tuple[torch.Tensor, Metrics]:
+        """Two passes over the chunks (``chunked_logprobs.py``): each row's mean log-prob first, then the gradient."""
+        warm = self.in_ce_warmup()
+        if warm:
+            loss = chunked_ce(inputs, num_items_in_batch)
+        else:
+            loss = chunked_convex_loss(inputs.hidden, inputs.labels, inputs.weight, inputs.bias, self.order,
+                                       self.label_smoothing, self.reduction, chunk_size=inputs.chunk_size,
+                                       num_items_in_batch=num_items_in_batch)
+        metrics = {"phase": torch.tensor(0.0 if warm else 1.0, device=loss.device)} if self.training else {}
         return loss, metrics

@@ -28,6 +28,8 @@ class DPOModule(PostTrainModule):
         model: Callable[[], torch.nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        loss_impl: str = "plain",
+        loss_chunk_size: int = 1024,
         beta: float = DPOSettings.beta,
         label_smoothing: float = DPOSettings.label_smoothing,
         loss_type: str = DPOSettings.loss_type,
@@ -38,7 +40,7 @@ class DPOModule(PostTrainModule):
         simpo_gamma: float = DPOSettings.simpo_gamma,
     ):
         """The DPO arguments are documented, checked and defaulted by :class:`DPOSettings`."""
-        super().__init__(model, optimizer, scheduler)
+        super().__init__(model, optimizer, scheduler, loss_impl, loss_chunk_size)
         self.settings = DPOSettings.from_hparams(self.hparams)
         self.reference: Reference | None = None
 

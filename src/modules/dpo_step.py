@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 
+from src.losses.chunked_logprobs import chunked_sequence_logps
 from src.losses.dpo import LOSS_TYPES, dpo_loss, preference_metrics
 from src.losses.logprobs import IGNORE_INDEX, num_label_tokens, sequence_logps, split_pairs
-from src.modules.base import Metrics, PostTrainModule, StepResult
+from src.modules.base import HeadInputs, Metrics, PostTrainModule, StepResult
 from src.modules.reference import KINDS, Reference, build_reference, pair_inputs
 from src.utils.checks import require, require_choice
 
@@ -74,8 +75,12 @@ def dpo_step(module: PostTrainModule, settings: DPOSettings, reference: Referenc
     ``reference`` gives the reference log-probs (``None`` for the reference-free SimPO)."""
     s = settings
     input_ids, attention_mask, labels = pair_inputs(batch)  # (2B, T) each
-    logits = module(input_ids, attention_mask)  # (2B, T, V)
-    sums = sequence_logps(logits, labels)  # (2B,) summed response log-probs
+    if module.loss_impl == "chunked":  # no (2B, T, V) logits: chunked log-probs, recomputed in backward
+        inputs = module.head_inputs(input_ids, attention_mask, labels)
+        sums = chunked_sequence_logps(inputs.hidden, labels, inputs.weight, inputs.bias, inputs.chunk_size)  # (2B,)
+    else:
+        logits = module(input_ids, attention_mask)  # (2B, T, V)
+        sums = sequence_logps(logits, labels)  # (2B,) summed response log-probs
     counts = num_label_tokens(labels, per_row=True)  # (2B,) response tokens the shifted loss sees
     policy_c, policy_r = split_pairs(sums / counts.clamp(min=1) if s.average_logps else sums)
     ref_c, ref_r = reference_logps(reference, batch, stage)
@@ -92,7 +97,10 @@ def dpo_step(module: PostTrainModule, settings: DPOSettings, reference: Referenc
 
     metrics = preference_metrics(reward_c, reward_r, policy_c, policy_r)
     if stage != "train" or module.logs_this_step():
-        metrics.update(mean_response_logits(logits.detach(), labels))
+        with torch.no_grad():
+            per_position = (mean_logit_from_hidden(inputs) if module.loss_impl == "chunked"
+                            else logits[:, :-1].detach().float().mean(-1))  # (2B, T-1)
+        metrics.update(mean_response_logits(per_position, labels))
     metrics["loss"] = loss.detach()
     metrics["ce"] = ce.detach()
     return StepResult(loss, chosen_tokens, metrics)
@@ -104,13 +112,22 @@ def reference_logps(reference: Reference | None, batch: Batch, stage: str) -> tu
 
 
 @torch.no_grad()
-def mean_response_logits(logits: torch.Tensor, labels: torch.Tensor) -> Metrics:
-    """TRL's ``logits/chosen`` and ``logits/rejected``: the mean raw logit over response positions and the vocab."""
+def mean_response_logits(per_position: torch.Tensor, labels: torch.Tensor) -> Metrics:
+    """TRL's ``logits/chosen`` and ``logits/rejected``: the mean raw logit over response positions and the vocab.
+
+    ``per_position [2B, T-1]`` is each position's logit averaged over the vocabulary.
+    """
     mask = labels[:, 1:] != IGNORE_INDEX  # (2B, T-1)
-    per_position = logits[:, :-1].float().mean(-1)  # (2B, T-1)
     (mask_c, mask_r), (pos_c, pos_r) = split_pairs(mask), split_pairs(per_position)
     return {"logits/chosen": pos_c[mask_c].sum() / mask_c.sum().clamp(min=1),
             "logits/rejected": pos_r[mask_r].sum() / mask_r.sum().clamp(min=1)}
+
+
+@torch.no_grad()
+def mean_logit_from_hidden(inputs: HeadInputs) -> torch.Tensor:
+    """``mean_v z_v = h . mean_v W_v + mean_v b_v`` at every shifted position, ``[2B, T-1]``: exact, no ``[.., V]``."""
+    per_position = inputs.hidden[:, :-1].float() @ inputs.weight.float().mean(0)  # (2B, T-1)
+    return per_position if inputs.bias is None else per_position + inputs.bias.float().mean()
 
 
 # --- the reference's lifecycle: built from the fresh backbone, its state carried in checkpoints ----------------------

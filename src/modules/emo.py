@@ -32,20 +32,26 @@ class EMOModule(PostTrainModule):
     Under LoRA the head is not trained, so ``fixed`` and ``adaptive`` coincide. ``mix="emo1"`` keeps the loss value
     equal to CE; ``mix="emo2"`` logs ``2 * emo``. On logged steps the token-mean transport cost is logged as ``emo``;
     the official ``mle`` term is the base's ``ce`` (taken from the same pass, not recomputed).
+
+    No chunked loss yet (``loss_impl=chunked`` is refused): its ``q E`` product would be accumulated per chunk too.
     """
+
+    supports_chunked = False
 
     def __init__(
         self,
         model: Callable[[], torch.nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        loss_impl: str = "plain",
+        loss_chunk_size: int = 1024,
         mix: str = "emo2",
         ratio_clamp: float | None = None,
         remove_target_prob: bool = True,
         cost_embedding: str = "fixed",
         cost_embedding_path: str | None = None,
     ):
-        super().__init__(model, optimizer, scheduler)
+        super().__init__(model, optimizer, scheduler, loss_impl, loss_chunk_size)
         require_choice("module.mix", mix, EMO_MIX)
         require(ratio_clamp is None or ratio_clamp > 0, "module.ratio_clamp", ratio_clamp, "> 0, or null for none")
         require(ratio_clamp is None or mix == "emo1", "module.ratio_clamp", ratio_clamp,

@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
+from src.losses.chunked import chunked_gem_loss
 from src.losses.gem import GEM_H, gem_loss
-from src.modules.base import Metrics, PostTrainModule
+from src.modules.base import HeadInputs, Metrics, PostTrainModule
 from src.utils.checks import require, require_choice
 
 
@@ -25,11 +26,13 @@ class GEMModule(PostTrainModule):
         model: Callable[[], torch.nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        loss_impl: str = "plain",
+        loss_chunk_size: int = 1024,
         beta: float = 0.7,
         h: str = "linear",
         logsigmoid_scale: float = 0.01,
     ):
-        super().__init__(model, optimizer, scheduler)
+        super().__init__(model, optimizer, scheduler, loss_impl, loss_chunk_size)
         require(beta > 0, "module.beta", beta, "> 0 (beta -> 1 is CE-like, small beta keeps diversity)")
         require_choice("module.h", h, GEM_H)
         require(logsigmoid_scale > 0, "module.logsigmoid_scale", logsigmoid_scale, "> 0")
@@ -40,4 +43,13 @@ class GEMModule(PostTrainModule):
     ) -> tuple[torch.Tensor, Metrics]:
         loss = gem_loss(logits, labels, self.beta, self.h, logsigmoid_scale=self.logsigmoid_scale,
                         num_items_in_batch=num_items_in_batch)
+        return loss, {}
+
+    def chunked_objective(
+        self, inputs: HeadInputs, num_items_in_batch: torch.Tensor | None
+    ) -> tuple[torch.Tensor, Metrics]:
+        h, targets = inputs.kept()
+        loss = chunked_gem_loss(h, inputs.weight, targets, inputs.bias, self.beta, self.h,
+                                logsigmoid_scale=self.logsigmoid_scale, chunk_size=inputs.chunk_size,
+                                num_items_in_batch=num_items_in_batch)
         return loss, {}

@@ -22,7 +22,8 @@ import torch
 
 from src.interleave.schedules import OBJECTIVES, Weights
 from src.losses.ce import ce_loss
-from src.modules.base import Metrics, NonFiniteLossError, PostTrainModule, StepResult, batch_size_of
+from src.modules.base import HeadInputs, Metrics, NonFiniteLossError, PostTrainModule, StepResult, batch_size_of
+from src.modules.ce import chunked_ce
 from src.modules.dpo_step import (
     DPOSettings,
     build_dpo_reference,
@@ -45,6 +46,8 @@ class InterleaveModule(PostTrainModule):
         model: Callable[[], torch.nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        loss_impl: str = "plain",
+        loss_chunk_size: int = 1024,
         default_objective: str = "sft",
         beta: float = DPOSettings.beta,
         label_smoothing: float = DPOSettings.label_smoothing,
@@ -57,7 +60,7 @@ class InterleaveModule(PostTrainModule):
     ):
         """The DPO arguments are DPOModule's, checked by :class:`DPOSettings` (``sft_weight`` adds the chosen CE to
         DPO steps)."""
-        super().__init__(model, optimizer, scheduler)
+        super().__init__(model, optimizer, scheduler, loss_impl, loss_chunk_size)
         require_choice("module.default_objective", default_objective, OBJECTIVES)
         self.settings = DPOSettings.from_hparams(self.hparams)
         self.reference: Reference | None = None
@@ -70,6 +73,11 @@ class InterleaveModule(PostTrainModule):
         self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | None
     ) -> tuple[torch.Tensor, Metrics]:
         return ce_loss(logits, labels, num_items_in_batch=num_items_in_batch), {}
+
+    def chunked_objective(
+        self, inputs: HeadInputs, num_items_in_batch: torch.Tensor | None
+    ) -> tuple[torch.Tensor, Metrics]:
+        return chunked_ce(inputs, num_items_in_batch), {}
 
     def step(self, batch: Batch, stage: str) -> StepResult:
         if "chosen_input_ids" in batch:

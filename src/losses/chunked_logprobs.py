@@ -1,0 +1,130 @@
+"""Per-sequence log-prob sums from hidden states and the LM head, chunked: DPO's policy log-probs and the convex loss.
+
+Unlike CE and GEM (``chunked.py``), these losses are not a token sum with a fixed normaliser: DPO applies a sigmoid
+to a difference of per-sequence sums, the convex loss ``exp(k * mean_t log p)`` per sequence. So the chunked function
+stops at the per-sequence sums ``[B]`` and lets ordinary autograd apply the rest. That is two passes over the chunks:
+
+1. forward, without grad: per chunk ``z = h W^T + b``, each token's ``log p(y_t)`` (and ``sum_v log p_v`` for label
+   smoothing), summed into its row; the chunk is freed.
+2. backward, given ``g = dL/d(sums) [B]`` (which holds the sequence-level weights, e.g. ``sigmoid(-margin)`` of DPO or
+   ``k exp(k l_b) / L_b`` of the convex loss): recompute each chunk's softmax and accumulate
+   ``dz = g_b (onehot(y) - p) + g'_b (1 - V p)`` into ``dL/dh`` and ``dL/dW`` as ``chunked.py`` does.
+
+The recompute costs one more head matmul per chunk; peak extra memory stays ``O(chunk V)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from src.losses.chunked import chunk_logits, fused_linear_grads, kept_hidden
+from src.losses.convex import CONVEX_REDUCTIONS
+from src.losses.logprobs import IGNORE_INDEX, num_label_tokens
+
+
+class _SequenceSums(torch.autograd.Function):
+    """``(sum_t log p(y_t) [B], sum_t sum_v log p_v [B])`` over each row's kept tokens; backward recomputes chunks."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, rows, num_rows, chunk_size):
+        acc = torch.promote_types(h.dtype, torch.float32)
+        logp = torch.empty(h.size(0), dtype=acc, device=h.device)  # (N,)
+        vocab_logp = torch.empty_like(logp)  # (N,)
+        for start in range(0, h.size(0), chunk_size):
+            s = slice(start, start + chunk_size)
+            z = chunk_logits(h[s], weight, bias)  # (c, V)
+            lse = torch.logsumexp(z, dim=-1)  # (c,)
+            logp[s] = z.gather(-1, targets[s].unsqueeze(-1)).squeeze(-1) - lse
+            vocab_logp[s] = z.sum(-1) - z.size(-1) * lse
+        sums = logp.new_zeros(num_rows).index_add_(0, rows, logp)
+        vocab_sums = logp.new_zeros(num_rows).index_add_(0, rows, vocab_logp)
+        ctx.save_for_backward(h, weight, bias, targets, rows)
+        ctx.chunk_size = chunk_size
+        ctx.set_materialize_grads(False)
+        return sums, vocab_sums
+
+    @staticmethod
+    def backward(ctx, grad_sums, grad_vocab_sums):
+        h, weight, bias, targets, rows = ctx.saved_tensors
+        g1 = None if grad_sums is None else grad_sums[rows]  # (N,) each token's weight from its sequence
+        g2 = None if grad_vocab_sums is None else grad_vocab_sums[rows]
+
+        def chunk(z: torch.Tensor, y: torch.Tensor, s: slice) -> tuple[torch.Tensor, torch.Tensor]:
+            p = torch.softmax(z, dim=-1)  # (c, V)
+            coef = torch.zeros(p.size(0), dtype=p.dtype, device=p.device)  # (c,) the factor of -p
+            if g1 is not None:
+                coef += g1[s]
+            if g2 is not None:
+                coef += z.size(-1) * g2[s]
+            dz = p.mul_(-coef.unsqueeze(-1))
+            if g1 is not None:
+                dz.scatter_add_(-1, y.unsqueeze(-1), g1[s].to(dz.dtype).unsqueeze(-1))
+            if g2 is not None:
+                dz += g2[s].to(dz.dtype).unsqueeze(-1)
+            return dz.new_zeros(()), dz
+
+        _, grad_h, grad_w, grad_b = fused_linear_grads(h, weight, bias, targets, ctx.chunk_size, chunk, 1.0)
+        need = ctx.needs_input_grad
+        return (grad_h if need[0] else None, grad_w if need[1] else None, grad_b if need[2] else None,
+                None, None, None, None)
+
+
+def sequence_sums(
+    hidden: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+    chunk_size: int = 1024, ignore_index: int = IGNORE_INDEX,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``hidden [B, T, D]``, unshifted ``labels [B, T]`` -> ``(sum_t log p(y_t), sum_t sum_v log p_v)``, ``[B]``."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    h, targets, rows = kept_hidden(hidden, labels, ignore_index)
+    return _SequenceSums.apply(h, weight, bias, targets, rows, labels.size(0), chunk_size)
+
+
+def chunked_sequence_logps(
+    hidden: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+    chunk_size: int = 1024, average: bool = False, ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
+    """:func:`src.losses.logprobs.sequence_logps` on ``hidden W^T + b``: ``[B]`` sum (or mean) of kept log-probs."""
+    total, _ = sequence_sums(hidden, labels, weight, bias, chunk_size, ignore_index)
+    if not average:
+        return total
+    return total / num_label_tokens(labels, ignore_index, per_row=True).clamp(min=1)
+
+
+def chunked_convex_loss(
+    hidden: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+    order: float = 1.0, label_smoothing: float = 0.0, reduction: str = "token", ignore_index: int = IGNORE_INDEX,
+    *, chunk_size: int = 1024, num_items_in_batch: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """:func:`src.losses.convex.convex_loss` on ``hidden W^T + b``, the same formula written on per-sequence sums.
+
+    Each row's exponent ``exp(k l_b)`` needs the whole row's mean log-prob, a global quantity for a chunk; it comes
+    from the no-grad first pass of :func:`sequence_sums`, and its gradient reaches the tokens in the recomputing second
+    pass (module docstring). With ``S_b = sum_t log p_bt`` and ``U_b = sum_t sum_v log p_btv`` over kept tokens:
+    token: ``-[(1-eps) sum_b L_b exp(k S_b / L_b) + (eps / V) sum_b sg(k exp(k l_b)) U_b] / N``;
+    sentence: ``mean_b [-(1-eps) exp(k l_b) - eps sg(k exp(k l_b)) U_b / (V (T-1))]`` over non-empty rows.
+    """
+    if not order > 0:
+        raise ValueError(f"order must be > 0, got {order}")
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    if reduction not in CONVEX_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {CONVEX_REDUCTIONS}, got {reduction!r}")
+    if reduction == "sentence" and num_items_in_batch is not None:
+        raise ValueError("num_items_in_batch counts tokens; reduction='sentence' averages over sequences")
+    seq_logp, seq_vocab_logp = sequence_sums(hidden, labels, weight, bias, chunk_size, ignore_index)  # (B,) each
+    lengths = num_label_tokens(labels, ignore_index, per_row=True)  # (B,) L_b
+    seq_prob = torch.exp(order * seq_logp / lengths.clamp(min=1))  # (B,) exp(k l_b); 1 on an empty row
+    seq_weight = (order * seq_prob).detach()
+    vocab = weight.size(0)
+    if reduction == "token":
+        total = -(1 - label_smoothing) * (lengths * seq_prob).sum()
+        if label_smoothing > 0:
+            total = total - (label_smoothing / vocab) * (seq_weight * seq_vocab_logp).sum()
+        denominator = lengths.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+        return total / denominator
+    per_seq = -(1 - label_smoothing) * seq_prob  # (B,)
+    if label_smoothing > 0:
+        per_seq = per_seq - label_smoothing * seq_weight * seq_vocab_logp / (vocab * (labels.size(1) - 1))
+    nonempty = lengths > 0
+    return (per_seq * nonempty).sum() / nonempty.sum().clamp(min=1)

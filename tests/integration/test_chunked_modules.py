@@ -1,0 +1,114 @@
+"""``module.loss_impl=chunked`` gives the plain path's loss, metrics and gradients on a tiny Llama, for every objective
+that has a chunked loss; the others refuse it by name."""
+
+from __future__ import annotations
+
+from functools import partial
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from src.datamodules.collate import pad_batch
+from src.datamodules.preference import ToyWorldPreferenceDataModule
+from src.datamodules.toyworld import ToyWorldSFTDataModule
+from src.modules.backbones import tiny_llama
+from src.modules.ce import CEModule
+from src.modules.convex import ConvexModule
+from src.modules.dpo import DPOModule
+from src.modules.emo import EMOModule
+from src.modules.gem import GEMModule
+from src.modules.interleave import InterleaveModule
+
+LORA = {"r": 4, "alpha": 8}
+
+
+class OneRank:
+    def reduce(self, tensor: torch.Tensor, reduce_op: str) -> torch.Tensor:
+        return tensor
+
+
+def build(cls, tokenizer, impl: str, lora=None, tie: bool = False, **hparams):
+    factory = partial(tiny_llama, tokenizer, hidden_size=32, num_layers=2, num_heads=2, lora=lora,
+                      tie_word_embeddings=tie)
+    module = cls(model=factory, optimizer=torch.optim.SGD, loss_impl=impl, loss_chunk_size=7, **hparams)
+    torch.manual_seed(0)  # LoRA's A matrices come from the global RNG
+    module.configure_model()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # move the policy off its reference (and LoRA's B off 0): DPO rewards are then not ties
+        for param in module.model.parameters():
+            if param.requires_grad:
+                param.add_(0.05 * torch.randn(param.shape, generator=g))
+    # A trainer stub: the global-batch denominator (num_items_in_batch) is then used, and every step logs.
+    module._trainer = SimpleNamespace(strategy=OneRank(), accumulate_grad_batches=3, world_size=1,
+                                      log_every_n_steps=1, global_step=0)
+    return module
+
+
+@pytest.fixture(scope="module")
+def sft_batch(tokenizer):
+    dm = ToyWorldSFTDataModule(limit=6, val_limit=2, seed=0)
+    dm.setup()
+    batch = pad_batch(dm.datasets["train"].examples, tokenizer.pad_token_id)  # (6, T), prompts masked
+    batch["num_items_in_batch"] = (batch["labels"][:, 1:] != -100).sum() * 2  # as if a second micro-batch came
+    return batch
+
+
+@pytest.fixture(scope="module")
+def pair_batch():
+    dm = ToyWorldPreferenceDataModule(num_train=8, num_val=4, batch_size=4, eval_batch_size=4)
+    dm.setup("fit")
+    return next(iter(dm.val_dataloader()))
+
+
+def assert_same_step(cls, tokenizer, batch, lora=None, tie=False, **hparams):
+    results = {}
+    for impl in ("plain", "chunked"):
+        module = build(cls, tokenizer, impl, lora, tie, **hparams)
+        loss, tokens, metrics = module.step(batch, "train")
+        loss.backward()
+        grads = {n: p.grad for n, p in module.named_parameters() if p.requires_grad}
+        results[impl] = (loss.detach(), tokens, metrics, grads)
+    (loss_p, tok_p, met_p, grad_p), (loss_c, tok_c, met_c, grad_c) = results["plain"], results["chunked"]
+    torch.testing.assert_close(loss_c, loss_p, rtol=1e-5, atol=1e-6)
+    assert tok_c == tok_p and met_c.keys() == met_p.keys()
+    for key in met_p:
+        torch.testing.assert_close(met_c[key], met_p[key], rtol=1e-5, atol=1e-5, msg=key)
+    assert grad_c.keys() == grad_p.keys()
+    head = [n for n in grad_p if "lm_head" in n or "embed_tokens" in n]
+    assert head or lora, "the head's gradient must be compared"
+    for name in grad_p:
+        torch.testing.assert_close(grad_c[name], grad_p[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("cls, hparams", [
+    (CEModule, {}),
+    (GEMModule, {"beta": 0.7, "h": "linear"}),
+    (GEMModule, {"beta": 0.5, "h": "logsigmoid", "logsigmoid_scale": 0.1}),
+    (ConvexModule, {"order": 1.0}),
+    (ConvexModule, {"order": 2.0, "label_smoothing": 0.1, "reduction": "sentence"}),
+    (ConvexModule, {"ce_warmup_steps": 5}),
+    (InterleaveModule, {}),
+])
+def test_sft_objectives_chunked_equal_plain(cls, hparams, tokenizer, sft_batch):
+    assert_same_step(cls, tokenizer, sft_batch, **hparams)
+
+
+def test_tied_head_and_lora_backbone(tokenizer, sft_batch):
+    assert_same_step(GEMModule, tokenizer, sft_batch, tie=True, h="logsigmoid")
+    assert_same_step(CEModule, tokenizer, sft_batch, lora=LORA)
+
+
+@pytest.mark.parametrize("hparams", [{}, {"average_logps": True, "loss_type": "ipo", "sft_weight": 0.5}])
+def test_dpo_chunked_equals_plain(hparams, tokenizer, pair_batch):
+    assert_same_step(DPOModule, tokenizer, pair_batch, **hparams)
+    assert_same_step(DPOModule, tokenizer, pair_batch, lora=LORA, reference="adapter", **hparams)
+
+
+def test_objective_without_a_chunked_loss_refuses_it(tokenizer):
+    with pytest.raises(ValueError, match=r"module.loss_impl='chunked'.*EMOModule has no chunked loss"):
+        EMOModule(model=None, optimizer=torch.optim.SGD, loss_impl="chunked")
+    with pytest.raises(ValueError, match=r"module.loss_impl='fused'"):
+        CEModule(model=None, optimizer=torch.optim.SGD, loss_impl="fused")
+    with pytest.raises(ValueError, match=r"module.loss_chunk_size=0"):
+        CEModule(model=None, optimizer=torch.optim.SGD, loss_chunk_size=0)
