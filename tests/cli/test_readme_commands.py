@@ -25,9 +25,8 @@ README = ROOT / "README.md"
 BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 TOY_EXPERIMENTS = re.compile(r"experiment=(quickstart|\w+_toy)\b")
 # A short run of anything: a few optimizer steps (the run validates at its end), small validation budgets.
-SHORT = ["trainer.max_steps=4", "++trainer.limit_val_batches=2",
+SHORT = ["++trainer.limit_val_batches=2",
          "++callbacks.task_accuracy.num_prompts=4", "++callbacks.progress_bar=null", "cpu_threads=1"]
-RESUMED = ["trainer.max_steps=6"]  # a resumed run continues past the first run's last checkpoint
 
 
 def scenarios() -> list[tuple[str, list[str]]]:
@@ -54,8 +53,11 @@ def _slug(command: str) -> str:
     return re.sub(r"[^\w=.-]+", "_", command.removeprefix("python "))[:60]
 
 
-def shortened(command: str, assets: dict, scratch: Path) -> list[str]:
-    """The argv to run for ``command``: the project's interpreter and files, plus the short-run suffix."""
+def shortened(command: str, assets: dict, scratch: Path, earlier_runs: int = 0) -> list[str]:
+    """The argv to run for ``command``: the project's interpreter and files, plus the short-run suffix.
+
+    ``earlier_runs``: how many commands before this one wrote to the same ``hydra.run.dir``; each resumed run goes
+    2 steps further, so it has something left to train."""
     words = shlex.split(command)[1:]
     script = words[0]
     argv = [sys.executable, *(words[:2] if script == "-m" else [str(ROOT / script)])]
@@ -66,7 +68,7 @@ def shortened(command: str, assets: dict, scratch: Path) -> list[str]:
         return argv + args + ["--cfg", "job"]  # multi-GPU recipes: composed, not run, on CPU CI
     if "--cfg" in args:
         return argv + args
-    suffix = SHORT + (RESUMED if any(a.startswith("ckpt_path=") for a in args) else [])
+    suffix = SHORT + [f"trainer.max_steps={4 + 2 * earlier_runs}"]
     experiment = next((a.split("=", 1)[1] for a in args if a.startswith("experiment=")), "quickstart")
     if not TOY_EXPERIMENTS.match(f"experiment={experiment}") and "," not in experiment and "(" not in experiment:
         fixed = [a for a in args if not a.startswith(("-", "hydra"))]
@@ -78,9 +80,13 @@ def shortened(command: str, assets: dict, scratch: Path) -> list[str]:
 def test_readme_command_runs(scenario, assets, tmp_path):
     env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline",
            "HYDRA_FULL_ERROR": "1"}
+    runs_per_dir: dict[str, int] = {}
     for command in scenario:
         before = set(tmp_path.rglob("metrics.json"))
-        argv = shortened(command, assets, tmp_path)
+        run_dir = next((a for a in shlex.split(command) if a.startswith("hydra.run.dir=")), None)
+        argv = shortened(command, assets, tmp_path, runs_per_dir.get(run_dir, 0) if run_dir else 0)
+        if run_dir:
+            runs_per_dir[run_dir] = runs_per_dir.get(run_dir, 0) + 1
         out = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, f"{command}\n{' '.join(argv)}\n{out.stdout[-3000:]}\n{out.stderr[-6000:]}"
         if command.startswith("python train.py") and "--cfg" not in argv and "debug=fdr" not in command:
