@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from src.losses.chunked import chunk_logits, fused_linear_grads, kept_hidden
-from src.losses.convex import CONVEX_REDUCTIONS
+from src.losses.convex import check_convex_args
 from src.losses.logprobs import IGNORE_INDEX, num_label_tokens
 
 
@@ -104,14 +104,7 @@ def chunked_convex_loss(
     token: ``-[(1-eps) sum_b L_b exp(k S_b / L_b) + (eps / V) sum_b sg(k exp(k l_b)) U_b] / N``;
     sentence: ``mean_b [-(1-eps) exp(k l_b) - eps sg(k exp(k l_b)) U_b / (V (T-1))]`` over non-empty rows.
     """
-    if not order > 0:
-        raise ValueError(f"order must be > 0, got {order}")
-    if not 0 <= label_smoothing < 1:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-    if reduction not in CONVEX_REDUCTIONS:
-        raise ValueError(f"reduction must be one of {CONVEX_REDUCTIONS}, got {reduction!r}")
-    if reduction == "sentence" and num_items_in_batch is not None:
-        raise ValueError("num_items_in_batch counts tokens; reduction='sentence' averages over sequences")
+    check_convex_args(order, label_smoothing, reduction, num_items_in_batch)
     seq_logp, seq_vocab_logp = sequence_sums(hidden, labels, weight, bias, chunk_size, ignore_index)  # (B,) each
     lengths = num_label_tokens(labels, ignore_index, per_row=True)  # (B,) L_b
     seq_prob = torch.exp(order * seq_logp / lengths.clamp(min=1))  # (B,) exp(k l_b); 1 on an empty row

@@ -45,14 +45,7 @@ def convex_loss(
     A row with no kept token contributes 0 and is left out of the sentence mean; the official LLM code returns NaN
     for it (0/0 in ``l_b``). Log-probs are computed in fp32 for half-precision logits.
     """
-    if not order > 0:
-        raise ValueError(f"order must be > 0, got {order}")
-    if not 0 <= label_smoothing < 1:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-    if reduction not in CONVEX_REDUCTIONS:
-        raise ValueError(f"reduction must be one of {CONVEX_REDUCTIONS}, got {reduction!r}")
-    if reduction == "sentence" and num_items_in_batch is not None:
-        raise ValueError("num_items_in_batch counts tokens; reduction='sentence' averages over sequences")
+    check_convex_args(order, label_smoothing, reduction, num_items_in_batch)
     logps, mask = token_logps(logits, labels, ignore_index)  # (B, T-1), 0 where ignored
     lengths = mask.sum(-1)  # (B,) L_b
     seq_prob = torch.exp(order * logps.sum(-1) / lengths.clamp(min=1))  # (B,) exp(k l_b); 1 on an empty row
@@ -69,6 +62,18 @@ def convex_loss(
         per_seq = per_seq + label_smoothing * weight * mean_neg_logp
     nonempty = lengths > 0
     return (per_seq * nonempty).sum() / nonempty.sum().clamp(min=1)
+
+
+def check_convex_args(order: float, label_smoothing: float, reduction: str, num_items_in_batch: object) -> None:
+    """The convex loss's argument checks, shared by the plain and the chunked path."""
+    if not order > 0:
+        raise ValueError(f"order must be > 0, got {order}")
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    if reduction not in CONVEX_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {CONVEX_REDUCTIONS}, got {reduction!r}")
+    if reduction == "sentence" and num_items_in_batch is not None:
+        raise ValueError("num_items_in_batch counts tokens; reduction='sentence' averages over sequences")
 
 
 def _vocab_logp_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
