@@ -44,7 +44,9 @@ def test_sigterm_then_auto_resume_gives_the_uninterrupted_run(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=300)
     step, _ = final_weights(run_dir)
-    assert 100 < step < 200, (step, stderr[-2000:])  # saved where SIGTERM stopped it, not at the validation
+    # Usually saved where SIGTERM stopped it (observed: steps 141-152), not at the step-100 validation; a SIGTERM that
+    # lands on an epoch's last batch, or while that validation is still finishing, leaves step 100.
+    assert 100 <= step < 200, (step, stderr[-2000:])
 
     subprocess.run(command(run_dir, "ckpt_path=auto"), cwd=ROOT, env=env, check=True, capture_output=True,
                    timeout=600)

@@ -221,3 +221,15 @@ def test_killed_mid_epoch_run_resumes_exactly(tmp_path, accumulate):
 def train_losses(output_dir) -> dict[int, float]:
     with open(output_dir / "csv" / "metrics.csv") as f:
         return {int(row["step"]): float(row["train/loss"]) for row in csv.DictReader(f) if row.get("train/loss")}
+
+
+def sigterm(pl_module):
+    pl_module.trainer._signal_connector.received_sigterm = True  # what Lightning's SIGTERM handler sets
+
+
+def test_sigterm_saves_the_step_it_stops_at(tmp_path):
+    """Validation (and its checkpoint) every 2 steps; SIGTERM during step 4 (index 3): last.ckpt holds step 4."""
+    cfg = compose_cfg(SMALL + ["trainer.max_steps=8", "data.num_train=128"], tmp_path)
+    with pytest.raises(SystemExit):  # Lightning's SIGTERMException, raised at the end of that batch
+        train_with(cfg, At(3, sigterm))
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
