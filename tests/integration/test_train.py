@@ -228,8 +228,8 @@ def sigterm(pl_module):
 
 
 def test_sigterm_saves_the_step_it_stops_at(tmp_path):
-    """Validation (and its checkpoint) every 2 steps; SIGTERM during step 4 (index 3): last.ckpt holds step 4."""
+    """Validation (and its checkpoint) every 2 steps; SIGTERM during the third step: last.ckpt holds step 3."""
     cfg = compose_cfg(SMALL + ["trainer.max_steps=8", "data.num_train=128"], tmp_path)
     with pytest.raises(SystemExit):  # Lightning's SIGTERMException, raised at the end of that batch
-        train_with(cfg, At(3, sigterm))
-    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+        train_with(cfg, At(2, sigterm))
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
