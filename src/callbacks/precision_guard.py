@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-log = logging.getLogger(__name__)
+from src.utils.preflight import refuse_half_precision
 
 
 class HalfPrecisionGuard(Callback):
@@ -21,12 +19,5 @@ class HalfPrecisionGuard(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         trainable = {p.dtype for p in pl_module.parameters() if p.requires_grad}
         half = trainable & {torch.bfloat16, torch.float16}
-        if not half:
-            return
-        message = (f"the trainable weights are {sorted(str(d) for d in half)}, with no fp32 master copy: updates "
-                   "below their resolution are lost")
-        if self.allow:
-            log.warning("%s; running anyway because pure_half_precision=true", message)
-            return
-        raise ValueError(f"{message}. Load them in fp32 (model.dtype=float32, with trainer.precision=bf16-mixed), "
-                         "train LoRA adapters, or set pure_half_precision=true to accept it")
+        if half:
+            refuse_half_precision(f"the trainable weights are {sorted(str(d) for d in half)}", self.allow)
