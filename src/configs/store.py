@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 from hydra_zen import ZenStore
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 
 from src.callbacks.export import HFExport
 from src.callbacks.final_validation import FinalValidation
@@ -30,6 +30,16 @@ from src.datamodules.sft import AlpacaDataModule, UltraFeedbackSFTDataModule
 from src.datamodules.toyworld import ToyWorldSFTDataModule
 from src.datamodules.toyworld_style import ToyWorldStylePreferenceDataModule
 from src.datamodules.wikitext import ToyWorldCorpusDataModule, WikiTextDataModule
+from src.eval.engine import Sampling
+from src.eval.refusals import GCG_SUFFIX
+from src.eval.tasks.alpaca_eval import AlpacaEvalTask
+from src.eval.tasks.bleu import ReferenceTask
+from src.eval.tasks.diversity import DiversityTask
+from src.eval.tasks.harness import HARNESS_SUITE, HarnessTask
+from src.eval.tasks.math import AnswerTask
+from src.eval.tasks.safety import RefusalTask
+from src.eval.tasks.tool_use import ToolCallTask
+from src.eval.tasks.toyworld import ToyWorldTask
 from src.interleave.schedules import Alright, MaxRight, Mix, Sequential
 from src.modules.backbones import pretrained, tiny_llama
 from src.modules.ce import CEModule
@@ -101,11 +111,32 @@ def _callbacks(store) -> None:
     store(node(InterleaveScheduler, schedule="${interleave}"), group="callback", name="interleave")
 
 
+def _evals(store) -> None:
+    """``conf/eval/``: one task per option (suites and ``ppl`` are YAML files there); decoding under ``generation``."""
+    greedy = lambda tokens: node(Sampling, max_new_tokens=tokens)
+    store(node(AnswerTask, name="gsm8k", path="openai/gsm8k", subset="main", generation=greedy(512)),
+          group="eval", name="gsm8k")
+    store(node(AnswerTask, name="multiarith", path="ChilleD/MultiArith", generation=greedy(512)),
+          group="eval", name="multiarith")
+    store(node(ToyWorldTask, generation=greedy(48)), group="eval", name="toyworld")
+    store(node(ToolCallTask, path=MISSING, generation=greedy(256)), group="eval", name="openfunction")
+    store(node(RefusalTask, path="walledai/AdvBench", split="train", generation=greedy(256)),
+          group="eval", name="advbench")
+    store(node(RefusalTask, name="advbench_jailbreak", path="walledai/AdvBench", split="train",
+               prompt_suffix=GCG_SUFFIX, generation=greedy(256)), group="eval", name="advbench_jailbreak")
+    store(node(DiversityTask, path=MISSING, generation=node(Sampling, n=16, temperature=1.0, top_p=0.9, top_k=50,
+                                                             max_new_tokens=512)), group="eval", name="diversity")
+    store(node(AlpacaEvalTask, path="tatsu-lab/alpaca_eval", subset="alpaca_eval", split="eval",
+               generation=greedy(1024)), group="eval", name="alpaca_eval")
+    store(node(ReferenceTask, path=MISSING, generation=greedy(256)), group="eval", name="bleu")
+    store(node(HarnessTask, tasks=list(HARNESS_SUITE)), group="eval", name="lm_eval")
+
+
 def register_configs() -> None:
     """Put every generated option in Hydra's ConfigStore, and the project's resolvers in OmegaConf (idempotent)."""
     if not OmegaConf.has_resolver("sweep_label"):
         OmegaConf.register_new_resolver("sweep_label", sweep_label)
     store = ZenStore(name="posttrain", overwrite_ok=True)
-    for part in (_models, _modules, _data, _schedules, _callbacks):
+    for part in (_models, _modules, _data, _schedules, _callbacks, _evals):
         part(store)
     store.add_to_hydra_store(overwrite_ok=True)

@@ -1,4 +1,4 @@
-"""Rows from a hub id or a local json / jsonl / parquet / txt file (or a directory of them), split into train / val."""
+"""Rows from a hub id or a local json / jsonl / parquet / csv / txt file or folder, split into train / val."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from src.utils.checks import require
 
 log = logging.getLogger(__name__)
 
-LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 
 
 def load_rows(path: str, split: str = "train", name: str | None = None, limit: int | None = None) -> Dataset:

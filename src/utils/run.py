@@ -34,16 +34,16 @@ def log_config(cfg: DictConfig, trainer: Trainer) -> None:
         logger.log_hyperparams(resolved)
 
 
-def command_line() -> str:
-    """``python train.py`` and this job's overrides (one job of a sweep: its own values), as typed."""
+def command_line(script: str = "train.py") -> str:
+    """``python <script>`` and this job's overrides (one job of a sweep: its own values), as typed."""
     try:
         overrides = HydraConfig.get().overrides
     except ValueError:  # HydraConfig is not set: called outside a Hydra job
-        return " ".join(["python train.py", *map(shlex.quote, sys.argv[1:])])
+        return " ".join([f"python {script}", *map(shlex.quote, sys.argv[1:])])
     # resolve=False: an override like logger.x=${ckpt_path} stays as typed. Hydra adds hydra.mode itself.
     typed = OmegaConf.to_container(overrides, resolve=False)
     hydra_overrides = [o for o in typed["hydra"] if not o.startswith("hydra.mode=")]
-    return " ".join(["python train.py", *map(shlex.quote, typed["task"] + hydra_overrides)])
+    return " ".join([f"python {script}", *map(shlex.quote, typed["task"] + hydra_overrides)])
 
 
 def metrics_csv(trainer: Trainer) -> Path | None:

@@ -1,0 +1,77 @@
+"""Evaluate one model, or score saved generations: ``python evaluate.py eval=<task | suite> model_path=<...>``.
+
+Reads top to bottom: load the model (or none, with ``predictions=``), build the tasks, run them, write
+``metrics.json``, ``results.md``, ``samples.jsonl`` and plots into the run directory, and send the metrics to the
+loggers (``logger=wandb``: also a table of the samples). ``-m`` sweeps over checkpoints and decoding settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from src.configs import register_configs
+from src.eval.models import load_model
+from src.eval.run import as_tasks, evaluate_to
+from src.eval.tasks.base import EvalContext
+from src.utils.cli import unknown_key_help
+from src.utils.instantiate import instantiate, instantiate_all
+from src.utils.run import command_line
+
+ROOT = Path(__file__).resolve().parent
+CONFIG_DIR = ROOT / "conf"
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+register_configs()
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    out_dir = Path(cfg.paths.output_dir)
+    log.info("run directory: %s", out_dir.resolve())
+    if cfg.get("cpu_threads"):
+        torch.set_num_threads(cfg.cpu_threads)
+    if cfg.predictions and cfg.model_path:
+        raise ValueError("give model_path= (generate, then score) or predictions= (score saved generations), not both")
+    tasks = as_tasks(instantiate(cfg.eval))  # before the model: a bad task setting fails fast
+    model = tokenizer = None
+    if cfg.model_path:
+        model, tokenizer = load_model(cfg.model_path, cfg.dtype, cfg.device, cfg.base_model_path)
+    ctx = EvalContext(model, tokenizer, cfg.predictions, cfg.model_path, progress=cfg.progress)
+    source = f"model `{cfg.model_path}`" if cfg.model_path else f"predictions `{cfg.predictions}`"
+    metrics = evaluate_to(out_dir, tasks, ctx, f"{source}\n\n`{command_line('evaluate.py')}`")
+    log_metrics(instantiate_all(cfg.get("logger")), metrics, out_dir / "samples.jsonl")
+    return metrics
+
+
+def log_metrics(loggers: list, metrics: dict[str, float], samples_path: Path) -> None:
+    """Metrics to every logger; W&B also gets the samples as a table."""
+    for logger in loggers:
+        logger.log_metrics({f"eval/{key}": value for key, value in metrics.items()})
+        if type(logger).__name__ == "WandbLogger":
+            from src.eval.wandb_table import samples_table
+
+            logger.experiment.log({"eval/samples": samples_table(samples_path)})
+        logger.finalize("success")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
+def main(cfg: DictConfig) -> float | None:
+    metrics = evaluate(cfg)
+    return next(iter(metrics.values()), None)  # a sweeper's objective: the first metric of the first task
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code:
+            hint = unknown_key_help(sys.argv[1:], CONFIG_DIR, "evaluate")
+            if hint:
+                print(hint, file=sys.stderr)
+        raise

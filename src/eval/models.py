@@ -1,0 +1,86 @@
+"""Load the model to evaluate from a ``train.py`` run directory, a Hugging Face directory, a LoRA adapter, or a hub id.
+
+- run directory: its ``hf/`` export if there is one, else ``checkpoints/last.ckpt`` rebuilt from the run's own config
+  (``.hydra/config.yaml``: the same tokenizer and backbone, then the checkpoint's weights);
+- a directory with ``adapter_config.json``: the adapter on its base model (``base_model_path``, or the base the
+  adapter names);
+- anything else: ``AutoModelForCausalLM.from_pretrained`` (a local directory or a hub id).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from src.modules.backbones import DTYPES
+
+log = logging.getLogger(__name__)
+
+
+def load_model(model_path: str, dtype: str = "auto", device: str = "auto",
+               base_model_path: str | None = None) -> tuple[Any, Any]:
+    """``(model in eval mode on device, tokenizer)``."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not a valid choice: expected one of {list(DTYPES)}")
+    path = Path(model_path).expanduser()
+    if (path / ".hydra" / "config.yaml").is_file():
+        model, tokenizer = _from_run(path, dtype)
+    elif (path / "adapter_config.json").is_file():
+        model, tokenizer = _from_adapter(path, dtype, base_model_path)
+    else:
+        if path.is_dir() and not (path / "config.json").is_file():
+            raise FileNotFoundError(f"model_path={model_path}: not a run directory (no .hydra/config.yaml), a Hugging "
+                                    "Face model directory (no config.json) or a LoRA adapter (no adapter_config.json)")
+        model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=DTYPES[dtype])
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device).eval(), tokenizer
+
+
+def _from_run(run: Path, dtype: str) -> tuple[Any, Any]:
+    if (run / "hf" / "config.json").is_file():
+        log.info("model_path=%s: loading its Hugging Face export hf/", run)
+        return load_model(str(run / "hf"), dtype, device="cpu")
+    ckpt = run / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"model_path={run}: the run has neither hf/ (the export) nor checkpoints/last.ckpt")
+    log.info("model_path=%s: no hf/ export, rebuilding the backbone from its config and %s", run, ckpt)
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    data = cfg.data
+    if "sft" in data:  # the interleaving DataModule: its SFT stream has the tokenizer
+        data = data.sft
+    from src.datamodules.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(data.get("tokenizer", "toy"), data.get("chat_template"))
+    model = instantiate(cfg.model)(tokenizer=tokenizer)  # the model node is a partial (train.py binds the tokenizer)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    weights = {key[len("model."):]: value for key, value in state.items() if key.startswith("model.")}
+    model.load_state_dict(weights)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    return model, tokenizer
+
+
+def _from_adapter(path: Path, dtype: str, base_model_path: str | None) -> tuple[Any, Any]:
+    from peft import PeftConfig, PeftModel
+
+    base = base_model_path or PeftConfig.from_pretrained(str(path)).base_model_name_or_path
+    if not base:
+        raise ValueError(f"model_path={path} is a LoRA adapter that names no base model; set base_model_path=")
+    log.info("model_path=%s: LoRA adapter on base model %s", path, base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=DTYPES[dtype])
+    tokenizer_dir = path if (path / "tokenizer_config.json").is_file() else base
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    return PeftModel.from_pretrained(model, str(path)).merge_and_unload(), tokenizer

@@ -1,0 +1,44 @@
+"""Run evaluation tasks on one model (or one predictions file) and write the report; shared by ``evaluate.py``,
+``train.py ... eval=<task>`` and the validation callback."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from src.eval.report import write_report
+from src.eval.tasks.base import EvalContext, EvalTask
+
+log = logging.getLogger(__name__)
+
+
+def as_tasks(node: Any) -> dict[str, EvalTask]:
+    """``{name: task}`` from an instantiated ``eval`` node: one task, or a suite (``tasks: {name: task}``)."""
+    if isinstance(node, EvalTask):
+        return {node.name: node}
+    tasks = node.get("tasks") if hasattr(node, "get") else None
+    if not tasks or not all(isinstance(t, EvalTask) for t in tasks.values()):
+        raise ValueError("eval must be one task (a _target_ in src.eval.tasks) or a suite with tasks: {name: task}")
+    return {task.name: task for task in tasks.values()}
+
+
+def run_tasks(tasks: dict[str, EvalTask], ctx: EvalContext) -> tuple[dict[str, dict[str, float]], list, dict]:
+    """``(metrics per task, sample records, extra files)``; each task's wall time is a metric (``seconds``)."""
+    metrics, samples, files = {}, [], {}
+    for name, task in tasks.items():
+        start = time.perf_counter()
+        result = task.evaluate(ctx)
+        metrics[name] = {**result.metrics, "seconds": round(time.perf_counter() - start, 2)}
+        samples += result.samples
+        files.update(result.files)
+        log.info("%s: %s", name, {k: v for k, v in metrics[name].items() if "@" not in k})
+    return metrics, samples, files
+
+
+def evaluate_to(out_dir: Path, tasks: dict[str, EvalTask], ctx: EvalContext, header: str) -> dict[str, float]:
+    metrics, samples, files = run_tasks(tasks, ctx)
+    flat = write_report(out_dir, metrics, samples, files, header)
+    log.info("evaluation written to %s (metrics.json, results.md, samples.jsonl)", out_dir)
+    return flat

@@ -1,0 +1,32 @@
+"""AlpacaEval generation: the outputs in alpaca_eval's JSON format, for its judge to score elsewhere.
+
+The judge is an API model (the SDFT and GEM repos leave its call commented out); nothing here calls it. The file
+``alpaca_eval_outputs.json`` holds ``[{"instruction", "output", "generator", "dataset"}]``, one entry per prompt
+(the first sample), ready for ``alpaca_eval --model_outputs``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from src.eval.engine import Sample
+from src.eval.tasks.base import EvalContext, GenerativeTask, TaskResult
+
+
+class AlpacaEvalTask(GenerativeTask):
+    def __init__(self, name: str = "alpaca_eval", generator: str = "posttrain", **kwargs: Any):
+        super().__init__(name=name, **kwargs)
+        self.generator = generator
+
+    def score(self, rows: list[dict[str, Any]], samples: dict[str, list[Sample]], ctx: EvalContext) -> dict[str, float]:
+        firsts = [samples[row["id"]][0].text for row in rows]
+        return {"mean_response_chars": sum(map(len, firsts)) / len(firsts)}
+
+    def evaluate(self, ctx: EvalContext) -> TaskResult:
+        result = super().evaluate(ctx)
+        first = [r for r in result.samples if r["sample"] == 0]
+        by_id = {row["id"]: row for row in self.rows(ctx)}
+        result.files["alpaca_eval_outputs.json"] = [
+            {"instruction": self.instruction(by_id[r["id"]]), "output": r["response"], "generator": self.generator,
+             "dataset": by_id[r["id"]].get("dataset", self.name)} for r in first]
+        return result

@@ -1,0 +1,121 @@
+"""What every evaluation task shares: where its responses come from (the engine, vLLM, or a predictions file),
+and the per-sample records it reports.
+
+A task is built from ``conf/eval/<task>.yaml`` and run by ``src.eval.run.run_tasks`` with an ``EvalContext``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from src.eval.engine import Sample, Sampling, generate_samples
+from src.eval.prompts import render_prompt
+from src.eval.rows import field as row_field
+from src.eval.rows import load_predictions, load_task_rows
+from src.utils.checks import require, require_choice
+
+
+@dataclass
+class EvalContext:
+    """The model under evaluation (None when scoring a predictions file) and how much to evaluate."""
+
+    model: Any = None
+    tokenizer: Any = None
+    predictions: str | None = None  # JSON lines of saved generations, scored without a model
+    model_path: str | None = None  # for engines that load the model themselves (vLLM)
+    limit: int | None = None  # a prompt budget for every task (the validation callback's)
+    progress: bool = True
+
+
+@dataclass
+class TaskResult:
+    metrics: dict[str, float]  # unprefixed ("accuracy"); the runner adds "<task>/"
+    samples: list[dict[str, Any]] = field(default_factory=list)  # one record per sample, for samples.jsonl
+    files: dict[str, Any] = field(default_factory=dict)  # extra JSON files to write (file name -> content)
+
+
+class EvalTask:
+    """A named evaluation; ``evaluate`` returns its metrics and samples."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def evaluate(self, ctx: EvalContext) -> TaskResult:
+        raise NotImplementedError
+
+
+class GenerativeTask(EvalTask):
+    """Prompts from a file (``path``) answered by the model, n samples each, then scored by ``score``.
+
+    ``template``: ``chat`` (the tokenizer's), ``alpaca`` or ``raw``; ``system`` is a chat system message and
+    ``prompt_suffix`` is appended to every instruction (e.g. an answer-format request). ``engine=vllm`` generates
+    with vLLM from ``model_path`` (GPU, optional); the default ``hf`` engine uses the in-memory model.
+    """
+
+    prompt_fields: tuple[str, ...] = ("instruction", "question", "prompt", "goal")
+
+    def __init__(self, name: str, path: str, split: str = "test", subset: str | None = None, limit: int | None = None,
+                 template: str = "chat", system: str | None = None, prompt_suffix: str = "",
+                 generation: Sampling | None = None, engine: str = "hf"):
+        super().__init__(name)
+        require(limit is None or limit >= 1, "eval.limit", limit, "at least 1 (or null for every row)")
+        require_choice("eval.engine", engine, ("hf", "vllm"))
+        self.path, self.split, self.subset, self.limit = path, split, subset, limit
+        self.template, self.system, self.prompt_suffix, self.engine = template, system, prompt_suffix, engine
+        self.generation = generation or Sampling()
+
+    # --- what a task defines ----------------------------------------------------------------------------------
+    def score(self, rows: list[dict[str, Any]], samples: dict[str, list[Sample]],
+              ctx: EvalContext) -> dict[str, float]:
+        """Metrics over all samples; per-sample results go into each ``Sample.extra`` (they reach samples.jsonl)."""
+        raise NotImplementedError
+
+    def check_row(self, row: dict[str, Any]) -> None:
+        """Raise on a row the task cannot score (e.g. no gold answer), naming it; called before any generation."""
+
+    # --- shared machinery -------------------------------------------------------------------------------------
+    def rows(self, ctx: EvalContext) -> list[dict[str, Any]]:
+        budget = min(x for x in (self.limit, ctx.limit, 10**12) if x is not None)
+        rows = load_task_rows(self.path, self.split, self.subset, budget if budget < 10**12 else None)
+        for row in rows:
+            self.instruction(row)
+            self.check_row(row)
+        return rows
+
+    def instruction(self, row: dict[str, Any]) -> str:
+        return row_field(row, self.prompt_fields, self.path, "prompt") + self.prompt_suffix
+
+    def prompt(self, row: dict[str, Any], tokenizer: Any) -> str:
+        return render_prompt(tokenizer, self.instruction(row), self.template, self.system, str(row.get("input") or ""))
+
+    def responses(self, rows: list[dict[str, Any]], ctx: EvalContext) -> dict[str, list[Sample]]:
+        ids = [row["id"] for row in rows]
+        if ctx.predictions:
+            saved = load_predictions(ctx.predictions, ids)
+            return {rid: [Sample(rid, i, text, None, None) for i, text in enumerate(saved[rid])] for rid in ids}
+        if ctx.model is None:
+            raise ValueError(f"eval task {self.name!r} needs model_path=<run dir | hf dir | hub id> or "
+                             "predictions=<jsonl>")
+        prompts = [(row["id"], self.prompt(row, ctx.tokenizer)) for row in rows]
+        if self.engine == "vllm":
+            from src.eval.vllm_engine import generate_vllm
+
+            return generate_vllm(ctx.model_path, ctx.tokenizer, prompts, self.generation)
+        return generate_samples(ctx.model, ctx.tokenizer, prompts, self.generation, ctx.progress)
+
+    def evaluate(self, ctx: EvalContext) -> TaskResult:
+        rows = self.rows(ctx)
+        samples = self.responses(rows, ctx)
+        metrics = self.score(rows, samples, ctx)
+        everything = [s for rid in samples for s in samples[rid]]
+        metrics.update(prompts=len(rows), samples_per_prompt=len(everything) / len(rows),
+                       empty_responses=sum(not s.text.strip() for s in everything))
+        if all(s.truncated is not None for s in everything):
+            metrics["truncated_rate"] = sum(s.truncated for s in everything) / len(everything)
+            metrics["mean_new_tokens"] = sum(s.num_tokens for s in everything) / len(everything)
+        by_id = {row["id"]: row for row in rows}
+        records = [{"task": self.name, "id": s.prompt_id, "sample": s.index, "prompt": self.instruction(
+            by_id[s.prompt_id]), "response": s.text, "num_tokens": s.num_tokens, "truncated": s.truncated,
+            **s.extra} for s in everything]
+        return TaskResult(metrics, records)

@@ -1,0 +1,51 @@
+"""Token-weighted NLL and perplexity of a DataModule's validation split (any of ``conf/data/``).
+
+NLL = sum over every label token of -log p / number of label tokens (not a mean of per-batch means), so the
+number does not depend on the batch size. The DataModule tokenizes with the evaluated model's tokenizer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from src.datamodules.batching import EncodedDataset
+from src.datamodules.encode import special_prefix
+from src.eval.tasks.base import EvalContext, EvalTask, TaskResult
+from src.losses.logprobs import token_logps
+
+
+class PerplexityTask(EvalTask):
+    def __init__(self, data: Any, name: str = "ppl"):
+        super().__init__(name)
+        self.data = data
+
+    @torch.no_grad()
+    def evaluate(self, ctx: EvalContext) -> TaskResult:
+        if ctx.model is None:
+            raise ValueError("eval=ppl scores a model: give model_path=<run dir | hf dir | hub id>")
+        dm = self.data
+        dm.tokenizer, dm.prefix_ids = ctx.tokenizer, special_prefix(ctx.tokenizer)
+        if ctx.limit:
+            dm.val_limit = min(dm.val_limit or ctx.limit, ctx.limit)
+        # Only the validation split is encoded, with the model's tokenizer and the prompt budget.
+        dm.datasets["val"] = EncodedDataset(dm.encode_rows(dm.load_split("val"), "val"))
+        model, device = ctx.model, next(ctx.model.parameters()).device
+        was_training = model.training
+        model.eval()
+        total, tokens = 0.0, 0
+        try:
+            for batch in dm.val_dataloader():
+                labels = batch["labels"].to(device)
+                logits = model(input_ids=batch["input_ids"].to(device),
+                               attention_mask=batch["attention_mask"].to(device)).logits  # (B, T, V)
+                logps, mask = token_logps(logits, labels)
+                total -= logps.sum().item()
+                tokens += int(mask.sum())
+        finally:
+            model.train(was_training)
+        nll = total / tokens
+        return TaskResult({"nll": nll, "ppl": math.exp(nll), "tokens": tokens, "sequences": len(dm.datasets["val"])})
+
