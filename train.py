@@ -1,7 +1,8 @@
 """Train one experiment: ``python train.py experiment=<name> [key=value ...]``; ``-m`` sweeps.
 
-Reads top to bottom: checks, data, backbone, objective, callbacks, loggers, trainer, (validate), fit. The run ends
-on a validation (``FinalValidation``), and ``main`` returns its ``optimized_metric`` to Hydra's sweepers.
+Reads top to bottom: checks, data, backbone, objective, callbacks, loggers, trainer, (validate), fit, (evaluate).
+The run ends on a validation (``FinalValidation``), and ``main`` returns its ``optimized_metric`` to Hydra's
+sweepers (``eval/<task>/<metric>`` too, with ``eval=<task>``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from omegaconf import DictConfig
 
 from src.callbacks.precision_guard import HalfPrecisionGuard
 from src.configs import register_configs
+from src.eval.after_fit import evaluate_after_fit
 from src.utils.cli import unknown_key_help
 from src.utils.instantiate import instantiate, instantiate_all
 from src.utils.preflight import preflight
@@ -47,7 +49,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("validate_before_fit") and not cfg.get("ckpt_path"):
         trainer.validate(module, datamodule=datamodule, verbose=False)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    return finish_run(cfg, trainer)
+    metrics = finish_run(cfg, trainer)
+    if cfg.get("eval"):  # eval=<task | suite>: the full evaluation of the trained weights, into <run dir>/eval/
+        metrics |= evaluate_after_fit(cfg, module, datamodule, trainer)
+    return metrics
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")

@@ -12,6 +12,7 @@ import torch
 from hydra_zen import ZenStore
 from omegaconf import MISSING, OmegaConf
 
+from src.callbacks.eval_tasks import EvalDuringValidation
 from src.callbacks.export import HFExport
 from src.callbacks.final_validation import FinalValidation
 from src.callbacks.interleave import InterleaveScheduler
@@ -109,6 +110,7 @@ def _callbacks(store) -> None:
     store(node(TokensPerSecond), group="callback", name="throughput")
     store(node(HFExport, dirpath="${paths.output_dir}/hf"), group="callback", name="hf_export")
     store(node(InterleaveScheduler, schedule="${interleave}"), group="callback", name="interleave")
+    store(node(EvalDuringValidation, tasks="${oc.select:eval,null}"), group="callback", name="eval_tasks")
 
 
 def _evals(store) -> None:

@@ -27,6 +27,10 @@ import numpy as np
 import torch
 
 _INSTALL = "lm-evaluation-harness is not installed: `pip install lm-eval`"
+_HINT = (
+    "Built-in hub tasks need the Hugging Face hub (or a warm datasets cache) to be reachable; "
+    "include_path can point at a folder of custom task YAMLs over local files."
+)
 _SAMPLE_FIELDS = ("doc_id", "filter", "target", "filtered_resps")  # small and enough to recompute acc; not the doc
 
 
@@ -70,12 +74,6 @@ def run_lm_eval(
         return {}, []
     samples = [_sample(task, s) for task, logs in out.get("samples", {}).items() for s in logs] if log_samples else []
     return flatten_results(out["results"]), samples
-
-
-_HINT = (
-    "Built-in hub tasks need the Hugging Face hub (or a warm datasets cache) to be reachable; "
-    "include_path can point at a folder of custom task YAMLs over local files."
-)
 
 
 @functools.lru_cache(maxsize=4)
