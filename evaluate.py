@@ -42,7 +42,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model = tokenizer = None
     if cfg.model_path:
         model, tokenizer = load_model(cfg.model_path, cfg.dtype, cfg.device, cfg.base_model_path)
-    ctx = EvalContext(model, tokenizer, cfg.predictions, cfg.model_path, progress=cfg.progress)
+    ctx = EvalContext(model, tokenizer, cfg.predictions, cfg.model_path, cfg.limit, cfg.progress)
     source = f"model `{cfg.model_path}`" if cfg.model_path else f"predictions `{cfg.predictions}`"
     metrics = evaluate_to(out_dir, tasks, ctx, f"{source}\n\n`{command_line('evaluate.py')}`")
     log_metrics(instantiate_all(cfg.get("logger")), metrics, out_dir / "samples.jsonl")

@@ -116,10 +116,10 @@ def _callbacks(store) -> None:
 def _evals(store) -> None:
     """``conf/eval/``: one task per option (suites and ``ppl`` are YAML files there); decoding under ``generation``."""
     greedy = lambda tokens: node(Sampling, max_new_tokens=tokens)
-    store(node(AnswerTask, name="gsm8k", path="openai/gsm8k", subset="main", generation=greedy(512)),
-          group="eval", name="gsm8k")
-    store(node(AnswerTask, name="multiarith", path="ChilleD/MultiArith", generation=greedy(512)),
-          group="eval", name="multiarith")
+    # Real math is also read by math-verify, and both accuracies are reported (with the count of disagreements).
+    math = {"compare_extractor": "math_verify", "generation": greedy(512)}
+    store(node(AnswerTask, name="gsm8k", path="openai/gsm8k", subset="main", **math), group="eval", name="gsm8k")
+    store(node(AnswerTask, name="multiarith", path="ChilleD/MultiArith", **math), group="eval", name="multiarith")
     store(node(ToyWorldTask, generation=greedy(48)), group="eval", name="toyworld")
     store(node(ToolCallTask, path=MISSING, generation=greedy(256)), group="eval", name="openfunction")
     store(node(RefusalTask, path="walledai/AdvBench", split="train", generation=greedy(256)),

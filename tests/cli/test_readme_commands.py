@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,8 @@ def shortened(command: str, assets: dict, scratch: Path, earlier_runs: int = 0) 
     script = words[0]
     argv = [sys.executable, *(words[:2] if script == "-m" else [str(ROOT / script)])]
     args = words[2:] if script == "-m" else words[1:]
+    if script == "evaluate.py":
+        return argv + args + ["limit=4", "progress=false"]  # four prompts per task
     if script != "train.py":
         return argv + args
     if any(a.startswith("trainer=fsdp") for a in args):
@@ -80,6 +83,7 @@ def shortened(command: str, assets: dict, scratch: Path, earlier_runs: int = 0) 
 def test_readme_command_runs(scenario, assets, tmp_path):
     env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline",
            "HYDRA_FULL_ERROR": "1"}
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")  # README commands name these files relatively
     runs_per_dir: dict[str, int] = {}
     for command in scenario:
         before = set(tmp_path.rglob("metrics.json"))
