@@ -78,30 +78,30 @@ def model_name(run: EvalRun) -> str:
     return parts[-1]
 
 
-def decoding(run: EvalRun) -> dict[tuple[str, str], Any]:
-    """``{(task, setting): value}`` from ``eval.generation`` (one task) or ``eval.tasks.<name>.generation``."""
+def decoding(run: EvalRun) -> dict[str, str]:
+    """``{setting: label part}`` from ``eval.generation`` (one task) or ``eval.tasks.<name>.generation``: ``"T=0.6"``
+    when every task of the run decodes with the same value, else ``"toyworld:T=0 math:T=0.6"``."""
     node = run.config.get("eval") if run.config is not None else None
-    if not node:
-        return {}
-    tasks = node.tasks if "tasks" in node else {node.get("name", "eval"): node}
-    return {(task, key): value for task, spec in tasks.items() if spec is not None and spec.get("generation")
-            for key, value in spec.generation.items() if key in SETTINGS}
+    tasks = (node.tasks if "tasks" in node else {node.get("name", "eval"): node}) if node else {}
+    values: dict[str, dict[str, str]] = {}  # setting -> {task: value}
+    for task, spec in tasks.items():
+        for key, value in (spec.get("generation") or {}).items() if isinstance(spec, DictConfig) else ():
+            if key in SETTINGS:
+                values.setdefault(key, {})[task] = _text(value)
+    parts = {}
+    for key in sorted(values, key=list(SETTINGS).index):
+        by_task = values[key]
+        parts[key] = (f"{SETTINGS[key]}={next(iter(by_task.values()))}" if len(set(by_task.values())) == 1
+                      else " ".join(f"{task}:{SETTINGS[key]}={v}" for task, v in by_task.items()))
+    return parts
 
 
 def set_labels(runs: list[EvalRun], label_keys: list[str]) -> None:
+    """The model, the decoding settings that differ between the runs that have them, and ``label_keys``."""
     settings = [decoding(run) for run in runs]
-    keys = {k for s in settings for k in s}
-    differing = sorted(k for k in keys if len({_text(s.get(k)) for s in settings}) > 1)
+    differing = {key for s in settings for key in s if len({o[key] for o in settings if key in o}) > 1}
     for run, setting in zip(runs, settings):
-        per_name: dict[str, dict[str, str]] = {}  # setting -> {task: value}
-        for task, key in differing:
-            if (task, key) in setting:
-                per_name.setdefault(key, {})[task] = _text(setting[task, key])
-        parts = [model_name(run)]
-        for key, by_task in per_name.items():  # one value for all tasks reads "T=0.6", else "task:T=0.6"
-            values = set(by_task.values())
-            parts += ([f"{SETTINGS[key]}={values.pop()}"] if len(values) == 1
-                      else [f"{task}:{SETTINGS[key]}={v}" for task, v in by_task.items()])
+        parts = [model_name(run)] + [part for key, part in setting.items() if key in differing]
         for key in label_keys:
             value = OmegaConf.select(run.config, key) if run.config is not None else None
             parts.append(f"{key.rsplit('.', 1)[-1]}={_text(value)}")
@@ -184,7 +184,8 @@ def _tradeoff(plt: Any, runs: list[EvalRun], tasks: dict[str, tuple[str, list[st
                 x, y = (run.metrics[k] for k in keys)
                 ax.scatter(x, y, color=plt.cm.tab10(i % 10), zorder=3)
                 ax.annotate(run.label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-            ax.set(xlabel=DIVERSITY[diversity], ylabel=f"{task}/{acc}", title=f"{task}: accuracy vs diversity")
+            ax.set(xlabel=DIVERSITY[diversity], ylabel=f"{task}/{acc}", title=f"{task}: {acc} vs {diversity}")
+            ax.margins(x=0.35, y=0.15)  # room for the labels
             ax.grid(alpha=0.3)
     return fig
 
@@ -202,6 +203,8 @@ def _bars(plt: Any, runs: list[EvalRun], cols: list[str]) -> Any:
             ax.bar(xs, [run.metrics.get(m, float("nan")) for m in metrics], width, color=plt.cm.tab10(i % 10),
                    label=run.label)
         ax.set_xticks(range(len(metrics)), metrics, fontsize=7, rotation=30, ha="right")
+        if metrics is fractions:
+            ax.set_ylim(0, 1.05)
     axes[0][0].legend(fontsize=7)
     return fig
 

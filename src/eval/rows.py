@@ -39,10 +39,12 @@ def field(row: dict[str, Any], names: Sequence[str], path: str, what: str) -> st
     raise ValueError(f"eval.path={path}: row id {row['id']!r} has no {what} (looked for fields {list(names)})")
 
 
-def load_predictions(path: str, ids: Sequence[str]) -> dict[str, list[str]]:
-    """``{id: [responses]}`` from JSON lines ``{"id", "response"}`` or ``{"id", "responses": [...]}``.
+def load_predictions(path: str, ids: Sequence[str], file_ids: set[str] | None = None) -> dict[str, list[str]]:
+    """``{id: [responses]}`` for the evaluated ``ids``, from JSON lines ``{"id", "response"}`` or
+    ``{"id", "responses": [...]}``.
 
-    Every id of the evaluated rows must have a line, and no line may name another id: either is an error naming it.
+    Every evaluated id must have a line, and no line may name an id outside the data file (``file_ids``, by default
+    the evaluated ids): either is an error naming it. Lines for rows past a prompt budget are ignored.
     """
     found: dict[str, list[str]] = {}
     lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -60,8 +62,8 @@ def load_predictions(path: str, ids: Sequence[str]) -> dict[str, list[str]]:
         if rid in found:
             raise ValueError(f"{where}: id {rid!r} appears twice")
         found[rid] = _responses(record, where)
-    wanted = set(ids)
-    extra = [rid for rid in found if rid not in wanted]
+    known = file_ids if file_ids is not None else set(ids)
+    extra = [rid for rid in found if rid not in known]
     missing = [rid for rid in ids if rid not in found]
     if extra:
         raise ValueError(f"predictions={path}: {len(extra)} ids are not rows of the evaluated data, e.g. {extra[:5]}")

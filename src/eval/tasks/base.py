@@ -76,12 +76,14 @@ class GenerativeTask(EvalTask):
 
     # --- shared machinery -------------------------------------------------------------------------------------
     def rows(self, ctx: EvalContext) -> list[dict[str, Any]]:
-        budget = min(x for x in (self.limit, ctx.limit, 10**12) if x is not None)
-        rows = load_task_rows(self.path, self.split, self.subset, budget if budget < 10**12 else None)
-        for row in rows:
+        """The evaluated rows: the first ``limit`` (or the context's budget) of the file, each checked."""
+        rows = load_task_rows(self.path, self.split, self.subset)
+        self.file_ids = {row["id"] for row in rows}  # a prediction for a row past the budget is not an error
+        budget = min(x for x in (self.limit, ctx.limit, len(rows)) if x is not None)
+        for row in rows[:budget]:
             self.instruction(row)
             self.check_row(row)
-        return rows
+        return rows[:budget]
 
     def instruction(self, row: dict[str, Any]) -> str:
         return row_field(row, self.prompt_fields, self.path, "prompt") + self.prompt_suffix
@@ -92,7 +94,7 @@ class GenerativeTask(EvalTask):
     def responses(self, rows: list[dict[str, Any]], ctx: EvalContext) -> dict[str, list[Sample]]:
         ids = [row["id"] for row in rows]
         if ctx.predictions:
-            saved = load_predictions(ctx.predictions, ids)
+            saved = load_predictions(ctx.predictions, ids, getattr(self, "file_ids", None))
             return {rid: [Sample(rid, i, text, None, None) for i, text in enumerate(saved[rid])] for rid in ids}
         if ctx.model is None:
             raise ValueError(f"eval task {self.name!r} needs model_path=<run dir | hf dir | hub id> or "
