@@ -1,7 +1,7 @@
 """Train one experiment: ``python train.py experiment=<name> [key=value ...]``; ``-m`` sweeps.
 
-Reads top to bottom: checks, data, backbone, objective, callbacks, loggers, trainer, (validate), fit, (evaluate).
-The run ends on a validation (``FinalValidation``), and ``main`` returns its ``optimized_metric`` to Hydra's
+Reads top to bottom: checks, (SDFT distillation), data, backbone, objective, callbacks, loggers, trainer,
+(validate), fit, (evaluate). The run ends on a validation (``FinalValidation``), and ``main`` returns its ``optimized_metric`` to Hydra's
 sweepers (``eval/<task>/<metric>`` too, with ``eval=<task>``).
 """
 
@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from src.callbacks.precision_guard import HalfPrecisionGuard
 from src.configs import register_configs
 from src.eval.after_fit import evaluate_after_fit
+from src.sdft.training import distill_for_training
 from src.utils.cli import unknown_key_help
 from src.utils.instantiate import instantiate, instantiate_all
 from src.utils.preflight import preflight
@@ -38,6 +39,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("cpu_threads"):
         torch.set_num_threads(cfg.cpu_threads)
     L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("distill"):  # SDFT: the seed model rewrites the training responses first (cached)
+        cfg.data.path = distill_for_training(cfg)
+        L.seed_everything(cfg.seed, workers=True)  # the same initial state as the plain-SFT baseline
     datamodule = instantiate(cfg.data)
     backbone = instantiate(cfg.model, tokenizer=datamodule.tokenizer)
     module = instantiate(cfg.module, model=backbone)

@@ -50,6 +50,8 @@ from src.modules.emo import EMOModule
 from src.modules.gem import GEMModule
 from src.modules.interleave import InterleaveModule
 from src.modules.lr_schedules import warmup_schedule
+from src.sdft.filters import FILTERS
+from src.sdft.stage import distill
 
 # Hub datasets use the backbone's tokenizer unless data.tokenizer says otherwise; the toy ones use the toy BPE.
 MODEL_TOKENIZER = "${oc.select:model.name_or_path,toy}"
@@ -134,11 +136,20 @@ def _evals(store) -> None:
     store(node(HarnessTask, tasks=list(HARNESS_SUITE)), group="eval", name="lm_eval")
 
 
+def _distill(store) -> None:
+    """``conf/distill/``: the SDFT stage's settings (its signature) and the filter options it lists."""
+    sdft_decoding = node(Sampling, temperature=0.95, top_p=0.7, top_k=50, max_new_tokens=512, batch_size=16)
+    store(node(distill, exclude=("model", "tokenizer", "rank", "world_size"), partial=True,
+               cache_dir="${paths.root_dir}/cache/distill", generation=sdft_decoding), group="distill", name="base")
+    for name, cls in FILTERS.items():
+        store(node(cls), group="filter", name=name)
+
+
 def register_configs() -> None:
     """Put every generated option in Hydra's ConfigStore, and the project's resolvers in OmegaConf (idempotent)."""
     if not OmegaConf.has_resolver("sweep_label"):
         OmegaConf.register_new_resolver("sweep_label", sweep_label)
     store = ZenStore(name="posttrain", overwrite_ok=True)
-    for part in (_models, _modules, _data, _schedules, _callbacks, _evals):
+    for part in (_models, _modules, _data, _schedules, _callbacks, _evals, _distill):
         part(store)
     store.add_to_hydra_store(overwrite_ok=True)

@@ -247,8 +247,10 @@ def test_lora_adapter_on_its_base_equals_the_merged_model(tmp_path, tokenizer, l
 def test_lora_run_checkpoint_is_merged_on_load(tmp_path, tokenizer, lora_model):
     """A LoRA run without hf/: its config rebuilds the peft backbone, the checkpoint fills it, and it is merged."""
     run = tmp_path / "run"
-    cfg = compose_cfg(["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
-                       "model.lora={r: 4, target_modules: [q_proj, v_proj]}"], run)
+    cfg = compose_cfg(["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2"], run)
+    # Assigned, not overridden: the override model.lora={...} fails on a null lora (OmegaConf cannot merge into a
+    # typed None dict), see the report that came with this test.
+    cfg.model.lora = {"r": 4, "target_modules": ["q_proj", "v_proj"]}
     (run / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
     module = CEModule(model=lambda: lora_model, optimizer=torch.optim.SGD)
@@ -313,19 +315,22 @@ def test_best_of_n_in_a_model_run(tmp_path, run_dir, reward_model_dir):
 
 
 def test_same_seed_same_outputs_through_the_cli(tmp_path, run_dir):
+    """The CLI in a fresh process and the same overrides in this one (another RNG state) write the same samples."""
     args = ["eval=toy_sampling", "eval.num_prompts=6", "eval.generation.n=2", "eval.generation.max_new_tokens=8",
             f"model_path={run_dir}", "progress=false", "cpu_threads=1"]
-    jobs = [subprocess.Popen([sys.executable, str(ROOT / "evaluate.py"), *args, f"hydra.run.dir={tmp_path / d}"],
-                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for d in ("a", "b")]  # both at once: most of each run is Python's start-up
-    for job in jobs:
-        _, err = job.communicate(timeout=300)
-        assert job.returncode == 0, err[-4000:]
-    a, b = tmp_path / "a", tmp_path / "b"
-    assert (a / "samples.jsonl").read_text() == (b / "samples.jsonl").read_text()
-    metrics = json.loads((a / "metrics.json").read_text())
+    cli, here = tmp_path / "cli", tmp_path / "here"
+    job = subprocess.Popen([sys.executable, str(ROOT / "evaluate.py"), *args, f"hydra.run.dir={cli}"], cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    torch.manual_seed(1234)
+    in_process = run_eval(args, here)  # while the CLI starts up
+    _, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err[-4000:]
+    assert (cli / "samples.jsonl").read_text() == (here / "samples.jsonl").read_text()
+    metrics = json.loads((cli / "metrics.json").read_text())
+    assert {k: v for k, v in metrics.items() if not k.endswith("seconds")} == pytest.approx(
+        {k: v for k, v in in_process.items() if not k.endswith("seconds")})
     for key in ("pass@2", "maj@2", "bon_logprob@2", "distinct_1", "self_bleu"):
         assert f"toyworld_sampled/{key}" in metrics, key
-    assert len(read_samples(a)) == 12
-    assert (a / "results.md").read_text().startswith("# Evaluation")
-    assert (a / "toyworld_sampled_at_k.png").stat().st_size > 0
+    assert len(read_samples(cli)) == 12
+    assert (cli / "results.md").read_text().startswith("# Evaluation")
+    assert (cli / "toyworld_sampled_at_k.png").stat().st_size > 0

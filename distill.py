@@ -1,0 +1,66 @@
+"""SDFT's first stage on its own: ``python distill.py distill=<task> distill.path=<train file> model_path=<seed>``.
+
+The seed model rewrites every training response from a distillation template (it sees the gold response), the
+filters keep a rewrite or the original, and the distilled file (the input's schema and row order) is cached under
+``cache/distill/<key>/``; its path, ``provenance.jsonl`` and ``summary.json`` are logged. ``torchrun
+--nproc_per_node=N distill.py ...`` splits the shards over N processes. ``train.py experiment=sdft_*`` runs the same
+stage itself, so this script is for distilling once and training many times, or on another machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from src.configs import register_configs
+from src.eval.models import load_model
+from src.utils.cli import unknown_key_help
+from src.utils.instantiate import instantiate
+
+ROOT = Path(__file__).resolve().parent
+CONFIG_DIR = ROOT / "conf"
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+register_configs()
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> Path:
+    if cfg.get("cpu_threads"):
+        torch.set_num_threads(cfg.cpu_threads)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    stage = instantiate(cfg.distill)  # settings fail here, before the model loads
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cfg.device == "auto" and torch.cuda.is_available() \
+        else ("cpu" if cfg.device == "auto" else cfg.device)
+    model, tokenizer = load_model(cfg.model_path, cfg.dtype, device, cfg.base_model_path)
+    target = stage(model=model, tokenizer=tokenizer, rank=rank, world_size=world)
+    if rank == 0:
+        out = Path(cfg.paths.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(target.with_name(target.stem + ".summary.json"), out / "summary.json")
+        log.info("distilled dataset: %s (train on it with data.path=%s)", target, target)
+    return target
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="distill")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code:
+            hint = unknown_key_help(sys.argv[1:], CONFIG_DIR, "distill")
+            if hint:
+                print(hint, file=sys.stderr)
+        raise
