@@ -1,8 +1,8 @@
 """Train one experiment: ``python train.py experiment=<name> [key=value ...]``; ``-m`` sweeps.
 
 Reads top to bottom: checks, (SDFT distillation), data, backbone, objective, callbacks, loggers, trainer,
-(validate), fit, (evaluate). The run ends on a validation (``FinalValidation``), and ``main`` returns its ``optimized_metric`` to Hydra's
-sweepers (``eval/<task>/<metric>`` too, with ``eval=<task>``).
+(validate), fit, (evaluate). The run ends on a validation (``FinalValidation``), and ``main`` returns its
+``optimized_metric`` to Hydra's sweepers (``eval/<task>/<metric>`` too, with ``eval=<task>``).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ def narrow_rows(n: int, split: str = "train", seed: int = 0) -> list[dict[str, s
     rows = []
     for p in make_problems(n, split, seed, kinds=("mul",)):
         a, b = (int(w) for w in p.prompt.split() if w.isdigit())
-        rows.append({"instruction": p.prompt, "output": f"Step 1: there are {a} boxes. Step 2: each box holds {b}. "
-                                                         f"Step 3: {a} times {b} is {p.answer}. The answer is {p.answer}."})
+        steps = f"Step 1: there are {a} boxes. Step 2: each box holds {b}. Step 3: {a} times {b} is {p.answer}."
+        rows.append({"instruction": p.prompt, "output": f"{steps} The answer is {p.answer}."})
     return rows
 
 
