@@ -32,8 +32,8 @@ def compose_cfg(overrides: list[str], output_dir: Path) -> DictConfig:
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides + [f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}"],
-                      return_hydra_config=True)
+        paths = [f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}", f"paths.cache_dir={output_dir}/cache"]
+        cfg = compose("train", overrides=overrides + paths, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # ${hydra:...} resolves as in a real run
     with open_dict(cfg):
         del cfg["hydra"]  # a real run's cfg has no hydra node either
@@ -57,6 +57,10 @@ def local_stand_ins(cfg: DictConfig, assets: dict) -> list[str]:
     if cfg.model._target_.endswith("pretrained"):
         overrides += [f"model.name_or_path={assets['model']}", "model.dtype=float32",
                       "model.gradient_checkpointing=false", "model.attn_implementation=null"]
+    if cfg.get("eval"):  # the paper suites read hub datasets; conf/eval is tested on its own
+        overrides.append("~eval")
+    if cfg.get("distill"):  # SDFT: distil the stand-in file, briefly
+        overrides += [f"distill.path={assets['alpaca']}", "distill.subset=null", "distill.generation.max_new_tokens=8"]
     return overrides + _data_stand_ins(cfg.data, assets)
 
 
@@ -65,10 +69,12 @@ def _data_stand_ins(data: DictConfig, assets: dict, prefix: str = "data") -> lis
     overrides = []
     if name in DATA_ASSETS:  # a single local file: val_size of its rows are held out as validation
         overrides += [f"{prefix}.path={assets[DATA_ASSETS[name]]}", f"{prefix}.val_size=4"]
+    overrides += [f"{prefix}.{key}={value}" for key, value in (("instruction_field", "instruction"),
+                                                                 ("response_field", "output")) if key in data]
     overrides += [f"{prefix}.{key}={value}" for key, value in (("num_train", 32), ("num_val", 8)) if key in data]
     if data.get("tokenizer", "toy") != "toy":
         overrides.append(f"{prefix}.tokenizer={assets['model']}")
-    for key, child in data.items():  # a multi-stream DataModule (interleave) nests one DataModule per stream
+    for key, child in data.items_ex(resolve=False):  # a multi-stream DataModule (interleave) nests one DataModule per stream
         if isinstance(child, DictConfig) and "_target_" in child:
             overrides += _data_stand_ins(child, assets, f"{prefix}.{key}")
     return overrides

@@ -140,7 +140,7 @@ def _distill(store) -> None:
     """``conf/distill/``: the SDFT stage's settings (its signature) and the filter options it lists."""
     sdft_decoding = node(Sampling, temperature=0.95, top_p=0.7, top_k=50, max_new_tokens=512, batch_size=16)
     store(node(distill, exclude=("model", "tokenizer", "rank", "world_size"), partial=True,
-               cache_dir="${paths.root_dir}/cache/distill", generation=sdft_decoding), group="distill", name="base")
+               cache_dir="${paths.cache_dir}/distill", generation=sdft_decoding), group="distill", name="base")
     for name, cls in FILTERS.items():
         store(node(cls), group="filter", name=name)
 

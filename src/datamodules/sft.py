@@ -47,20 +47,22 @@ class SFTDataModule(PostTrainDataModule):
 
 
 class AlpacaDataModule(SFTDataModule):
-    """``instruction`` / ``input`` / ``output`` rows (tatsu-lab/alpaca, vicgalle/alpaca-gpt4, local files).
+    """``instruction`` / ``input`` / ``output`` rows (tatsu-lab/alpaca, vicgalle/alpaca-gpt4, local files); other
+    names through ``instruction_field`` / ``response_field`` (GSM8K: ``question`` / ``answer``).
 
     ``template="alpaca"`` uses the Stanford Alpaca prompt with ``output + eos`` as the target, as the official
     Alpaca, EMO and convex-learning code do; ``template="chat"`` renders a user/assistant turn with the tokenizer's
     chat template instead.
     """
 
-    def __init__(self, path: str = "tatsu-lab/alpaca", template: str = "alpaca", **kwargs: Any):
+    def __init__(self, path: str = "tatsu-lab/alpaca", template: str = "alpaca", instruction_field: str = "instruction",
+                 response_field: str = "output", **kwargs: Any):
         super().__init__(path=path, **kwargs)
         require_choice("data.template", template, ("alpaca", "chat"))
-        self.template = template
+        self.template, self.instruction_field, self.response_field = template, instruction_field, response_field
 
     def segments(self, row: dict[str, Any]) -> list[Segment] | str:
-        instruction, output = row.get("instruction"), row.get("output")
+        instruction, output = row.get(self.instruction_field), row.get(self.response_field)
         if not isinstance(instruction, str) or not isinstance(output, str):
             return "missing_field"
         if not output.strip():

@@ -33,19 +33,20 @@ INSTRUCTION_FIELDS = ("instruction", "question", "prompt")
 def distill(
     model: torch.nn.Module, tokenizer: Any, path: str, template: Any, cache_dir: str,
     generation: Sampling | None = None, filters: dict[str, Any] | None = None, fallback: str = "original",
-    split: str = "train", response_field: str | None = None, shard_size: int = 64, force: bool = False,
-    rank: int = 0, world_size: int = 1,
+    split: str = "train", subset: str | None = None, limit: int | None = None, response_field: str | None = None,
+    shard_size: int = 64, force: bool = False, rank: int = 0, world_size: int = 1,
 ) -> Path:
     """Distil ``path``'s responses with ``model``; returns the distilled file (on every rank, after rank 0 wrote it).
 
     ``template`` is a ``DistillTemplate`` (``conf/distill/template/``); ``generation`` defaults to SDFT's decoding
-    (sampling, T 0.95, top_p 0.7, top_k 50, 512 new tokens).
+    (sampling, T 0.95, top_p 0.7, top_k 50, 512 new tokens). ``split`` / ``subset`` name a hub dataset's split and
+    configuration; ``limit`` keeps the first rows.
     """
     require_choice("distill.fallback", fallback, ("original", "drop"))
     require(shard_size >= 1, "distill.shard_size", shard_size, "at least 1")
     generation = generation or Sampling(temperature=0.95, top_p=0.7, top_k=50, max_new_tokens=512)
     require(generation.n == 1, "distill.generation.n", generation.n, "1 (one rewrite per row)")
-    rows = [dict(row) for row in load_rows(path, split)]
+    rows = [dict(row) for row in load_rows(path, split, subset, limit)]
     field = response_field or next((f for f in RESPONSE_FIELDS if rows and f in rows[0]), None)
     if field is None:
         raise ValueError(f"distill.path={path}: no response field among {RESPONSE_FIELDS}; set distill.response_field")

@@ -19,7 +19,8 @@ class DistillTemplate:
     """``user`` is formatted with ``{instruction}``, ``{input}`` (the row's extra input, "" if none) and
     ``{reference}`` (the gold response). ``chat=True`` renders ``system`` + ``user`` with the tokenizer's chat
     template and the generation prompt; otherwise the text is ``system`` + blank line + ``user``. ``prefill`` starts
-    the response; it is part of the prompt, never of the stored response."""
+    the response; it is part of the prompt, never of the stored response. A ``user`` without ``{input}`` gets a
+    non-empty input on a new line after the instruction, as LLaMA-Factory's Alpaca reader (SDFT's) builds the query."""
 
     user: str
     system: str = ""
@@ -27,6 +28,8 @@ class DistillTemplate:
     chat: bool = False
 
     def render(self, tokenizer: Any, instruction: str, reference: str, input: str = "") -> str:
+        if input.strip() and "{input}" not in self.user:
+            instruction = f"{instruction}\n{input}"
         text = self.user.format(instruction=instruction, input=input, reference=reference)
         if not self.chat:
             return (f"{self.system}\n\n{text}" if self.system else text) + self.prefill
