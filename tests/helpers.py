@@ -74,7 +74,8 @@ def _data_stand_ins(data: DictConfig, assets: dict, prefix: str = "data") -> lis
     overrides += [f"{prefix}.{key}={value}" for key, value in (("num_train", 32), ("num_val", 8)) if key in data]
     if data.get("tokenizer", "toy") != "toy":
         overrides.append(f"{prefix}.tokenizer={assets['model']}")
-    for key, child in data.items_ex(resolve=False):  # a multi-stream DataModule (interleave) nests one DataModule per stream
+    # A multi-stream DataModule (interleave) nests one per stream. Unresolved: data.path may be ${distill.path}.
+    for key, child in data.items_ex(resolve=False):
         if isinstance(child, DictConfig) and "_target_" in child:
             overrides += _data_stand_ins(child, assets, f"{prefix}.{key}")
     return overrides
