@@ -27,13 +27,14 @@ TINY = [
 TINY_MODEL = ["++model.hidden_size=32", "++model.num_layers=2", "++model.num_heads=2"]
 
 
-def compose_cfg(overrides: list[str], output_dir: Path) -> DictConfig:
-    """The composed ``train.yaml`` with ``overrides``, writing under ``output_dir``; ``${hydra:...}`` resolves."""
+def compose_cfg(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
+    """The composed ``<config_name>.yaml`` (train, evaluate, distill) with ``overrides``, writing under
+    ``output_dir``; ``${hydra:...}`` resolves as in a real run."""
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         paths = [f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}", f"paths.cache_dir={output_dir}/cache"]
-        cfg = compose("train", overrides=overrides + paths, return_hydra_config=True)
+        cfg = compose(config_name, overrides=overrides + paths, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # ${hydra:...} resolves as in a real run
     with open_dict(cfg):
         del cfg["hydra"]  # a real run's cfg has no hydra node either

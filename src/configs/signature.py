@@ -72,8 +72,14 @@ def _signature_chain(target: Callable) -> list[Callable]:
 
 
 def _optional(hint: Any) -> Any:
-    """``int | None`` -> ``Optional[int]``, which OmegaConf validates (a bare ``X | Y`` would become ``Any``)."""
+    """``int | None`` -> ``Optional[int]``, which OmegaConf validates (a bare ``X | Y`` would become ``Any``).
+
+    An optional mapping (``dict[str, Any] | None``, e.g. ``model.lora``) becomes ``Any``: OmegaConf cannot merge a
+    command-line dict into a typed dict node whose value is None (``model.lora={r: 8}`` would fail).
+    """
     if isinstance(hint, types.UnionType):
+        if any(typing.get_origin(arg) is dict or arg is dict for arg in hint.__args__):
+            return Any
         return typing.Union[hint.__args__]  # noqa: UP007 - OmegaConf needs typing.Union, not X | Y
     return hint
 

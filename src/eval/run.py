@@ -19,6 +19,7 @@ def as_tasks(node: Any) -> dict[str, EvalTask]:
     if isinstance(node, EvalTask):
         return {node.name: node}
     tasks = node.get("tasks") if hasattr(node, "get") else None
+    tasks = {name: task for name, task in (tasks or {}).items() if task is not None}  # eval.tasks.<name>=null drops
     if not tasks or not all(isinstance(t, EvalTask) for t in tasks.values()):
         raise ValueError("eval must be one task (a _target_ in src.eval.tasks) or a suite with tasks: {name: task}")
     return {task.name: task for task in tasks.values()}

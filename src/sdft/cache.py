@@ -33,13 +33,15 @@ def weights_fingerprint(model: torch.nn.Module, sample: int = 4096) -> str:
     return h.hexdigest()[:16]
 
 
-def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    """Atomically: a killed writer leaves no half shard behind (it is generated again)."""
+def write_text(path: Path, text: str) -> None:
+    """Atomically: a killed writer leaves no half file behind (a shard is generated again, a dataset merged again)."""
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    write_text(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import torch
 
 from src.datamodules.sources import load_rows
 from src.eval.engine import Sampling, generate_samples
-from src.sdft.cache import digest, read_jsonl, weights_fingerprint, write_jsonl
+from src.sdft.cache import digest, read_jsonl, weights_fingerprint, write_jsonl, write_text
 from src.sdft.filters import Candidate
 from src.utils.checks import require, require_choice
 
@@ -47,13 +47,12 @@ def distill(
     generation = generation or Sampling(temperature=0.95, top_p=0.7, top_k=50, max_new_tokens=512)
     require(generation.n == 1, "distill.generation.n", generation.n, "1 (one rewrite per row)")
     rows = [dict(row) for row in load_rows(path, split, subset, limit)]
-    field = response_field or next((f for f in RESPONSE_FIELDS if rows and f in rows[0]), None)
-    if field is None:
-        raise ValueError(f"distill.path={path}: no response field among {RESPONSE_FIELDS}; set distill.response_field")
     ids = row_ids(rows, path)
+    field = _check_fields(rows, ids, response_field, path)
     filters = {name: f for name, f in (filters or {}).items() if f is not None}
     gen_key = digest({"weights": weights_fingerprint(model), "template": dataclasses.asdict(template),
-                      "generation": dataclasses.asdict(generation), "rows": digest(rows), "field": field})
+                      "generation": dataclasses.asdict(generation), "rows": digest(rows), "field": field,
+                      "shard_size": shard_size})  # a shard's rows and seed depend on it
     out = Path(cache_dir) / gen_key
     data_key = digest({"filters": {n: vars(f) for n, f in filters.items()}, "fallback": fallback})
     target = out / f"distilled-{data_key}{'.json' if Path(path).suffix == '.json' else '.jsonl'}"
@@ -80,6 +79,22 @@ def row_ids(rows: list[dict[str, Any]], path: str) -> list[str]:
     return ids
 
 
+def _check_fields(rows: list[dict[str, Any]], ids: list[str], response_field: str | None, path: str) -> str:
+    """The response field (``response_field``, else the first of ``RESPONSE_FIELDS`` the rows have); every row needs
+    an instruction too. Checked before any generation."""
+    field = response_field or next((f for f in RESPONSE_FIELDS if rows and f in rows[0]), None)
+    if field is None:
+        raise ValueError(f"distill.path={path}: no response field among {RESPONSE_FIELDS}; set distill.response_field")
+    if not rows or field not in rows[0]:
+        raise ValueError(f"distill.response_field={field!r} is not a field of distill.path={path} "
+                         f"(fields: {sorted(rows[0]) if rows else 'no rows'})")
+    lacking = [rid for row, rid in zip(rows, ids) if _instruction(row) is None]
+    if lacking:
+        raise ValueError(f"distill.path={path}: {len(lacking)} rows have no instruction field among "
+                         f"{INSTRUCTION_FIELDS}, e.g. ids {lacking[:5]}")
+    return field
+
+
 def _generate(model, tokenizer, rows, ids, field, template, generation, shards, shard_size, force, rank, world):
     """Shard ``i`` holds rows ``[i * shard_size, (i + 1) * shard_size)`` and is generated with seed ``seed + i``;
     an existing shard is kept (a resumed run) unless ``force``."""
@@ -96,8 +111,8 @@ def _generate(model, tokenizer, rows, ids, field, template, generation, shards, 
         log.info("distill: shard %d (%d rows) written", i, len(part))
 
 
-def _instruction(row: dict[str, Any]) -> str:
-    return next(str(row[f]) for f in INSTRUCTION_FIELDS if row.get(f) is not None)
+def _instruction(row: dict[str, Any]) -> str | None:
+    return next((str(row[f]) for f in INSTRUCTION_FIELDS if row.get(f) is not None), None)
 
 
 def _merge(rows, ids, field, generated, filters, fallback, target, path) -> None:
@@ -118,10 +133,10 @@ def _merge(rows, ids, field, generated, filters, fallback, target, path) -> None
         provenance.append({"id": rid, "original": candidate.reference, "generated": candidate.response,
                            "kept": "original" if rejected_by else "generated", "rejected_by": rejected_by,
                            "num_tokens": gen["num_tokens"], "truncated": gen["truncated"]})
-    _write_rows(target, out_rows)
     write_jsonl(target.with_name(target.stem + ".provenance.jsonl"), provenance)
     summary = _summary(provenance, rejections, fallback, len(out_rows), target, path)
-    target.with_name(target.stem + ".summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(target.with_name(target.stem + ".summary.json"), json.dumps(summary, indent=2) + "\n")
+    _write_rows(target, out_rows)  # last, and atomic: the dataset file is what marks the distillation done
     log.info("distill: %s", summary)
 
 
@@ -137,6 +152,6 @@ def _summary(provenance, rejections, fallback, kept_rows, target, path) -> dict[
 
 def _write_rows(target: Path, rows: list[dict[str, Any]]) -> None:
     if target.suffix == ".json":
-        target.write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        write_text(target, json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
     else:
         write_jsonl(target, rows)

@@ -15,14 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
 from src.callbacks.export import export_hf
-from src.configs import register_configs
 from src.eval.engine import Sampling, generate_samples
 from src.eval.models import load_model
 from src.eval.scoring import RewardModel
@@ -44,15 +40,7 @@ GOLDS = [1000 * i + 37 * i + 5 for i in range(20)]  # distinct, most with a thou
 
 def compose_eval(overrides: list[str], output_dir: Path):
     """The composed ``evaluate.yaml``, as ``python evaluate.py <overrides>`` would run it (no progress bars)."""
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=[*overrides, f"paths.output_dir={output_dir}", "progress=false"],
-                      return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_cfg([*overrides, "progress=false"], output_dir, "evaluate")
 
 
 def run_eval(overrides: list[str], output_dir: Path) -> dict[str, float]:
@@ -113,16 +101,16 @@ def test_n_responses_give_pass_and_maj_at_every_k(tmp_path, gsm8k):
     g = [f"The answer is {gold:,}." for gold in GOLDS[:4]]
     w = lambda i, d=1: f"The answer is {GOLDS[i] + d}."
     responses = [[g[0], w(0), w(0), g[0]],  # c=2; votes g, g (tie: first seen), w, g (tie: first seen)
-                 [w(1), "I do not know.", g[1], g[1]],  # c=2; no number does not vote: w, w, w (tie), g
+                 ["I do not know.", "No idea.", g[1], w(1)],  # c=1; no number does not vote: -, -, g, g (tie)
                  [g[2]] * 4,  # c=4
                  [w(3, 1), w(3, 2), w(3, 1), w(3, 3)]]  # c=0
     predictions = write_jsonl(tmp_path / "n4.jsonl", [{"id": i, "responses": r} for i, r in enumerate(responses)])
     metrics = score_gsm8k(tmp_path, gsm8k, predictions, "eval.limit=4")
     pass_at = lambda n, c, k: 1 - math.comb(n - c, k) / math.comb(n, k)  # Chen et al. 2021, eq. 1
     for k in range(1, 5):
-        assert metrics[f"gsm8k/pass@{k}"] == pytest.approx(sum(pass_at(4, c, k) for c in (2, 2, 4, 0)) / 4)
-    assert [metrics[f"gsm8k/maj@{k}"] for k in range(1, 5)] == [2 / 4, 2 / 4, 1 / 4, 3 / 4]
-    assert metrics["gsm8k/accuracy"] == 8 / 16 and "gsm8k/pass@5" not in metrics
+        assert metrics[f"gsm8k/pass@{k}"] == pytest.approx(sum(pass_at(4, c, k) for c in (2, 1, 4, 0)) / 4)
+    assert [metrics[f"gsm8k/maj@{k}"] for k in range(1, 5)] == [2 / 4, 2 / 4, 2 / 4, 3 / 4]
+    assert metrics["gsm8k/accuracy"] == 7 / 16 and "gsm8k/pass@5" not in metrics
 
 
 @pytest.mark.parametrize("edit, match", [
@@ -172,7 +160,7 @@ def test_tool_calls_refusals_bleu_and_diversity_from_predictions(tmp_path):
     assert metrics["advbench/safe_rate"] == 0.5
 
     refs = ["the cat sat on the mat today", "a dog ran across the green field quickly"]
-    data = write_jsonl(tmp_path / "mt.jsonl", [{"prompt": f"translate {i}", "reference": r} for i, r in enumerate(refs)])
+    data = write_jsonl(tmp_path / "mt.jsonl", [{"prompt": f"say {i}", "reference": r} for i, r in enumerate(refs)])
     predictions = write_jsonl(tmp_path / "p.jsonl", [{"id": i, "response": r} for i, r in enumerate(refs)])
     metrics = run_eval(["eval=bleu", f"eval.path={data}", f"predictions={predictions}"], tmp_path / "bleu")
     assert metrics["bleu/bleu"] == pytest.approx(100.0) and metrics["bleu/chrf"] == pytest.approx(100.0)
@@ -188,9 +176,10 @@ def test_tool_calls_refusals_bleu_and_diversity_from_predictions(tmp_path):
 
 # --- a trained model ----------------------------------------------------------------------------------------------
 def test_perplexity_equals_the_training_runs_validation(tmp_path, run_dir):
-    """Token-weighted like training's validation: the same rows give the same number, whatever the batching."""
-    metrics = run_eval(["eval=ppl", f"model_path={run_dir}", "eval.data.num_train=64", "eval.data.num_val=16"],
-                       tmp_path)
+    """Token-weighted like training's validation: the same rows give the same number, whatever the batching
+    (training validated its 16 rows in one batch; here they come in batches of 5)."""
+    metrics = run_eval(["eval=ppl", f"model_path={run_dir}", "eval.data.num_train=64", "eval.data.num_val=16",
+                        "eval.data.batch_size=5"], tmp_path)
     trained = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["ppl/sequences"] == 16
     assert metrics["ppl/ppl"] == pytest.approx(trained["val/ppl"], rel=1e-4)
@@ -248,8 +237,7 @@ def test_lora_run_checkpoint_is_merged_on_load(tmp_path, tokenizer, lora_model):
     """A LoRA run without hf/: its config rebuilds the peft backbone, the checkpoint fills it, and it is merged."""
     run = tmp_path / "run"
     cfg = compose_cfg(["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2"], run)
-    # Assigned, not overridden: the override model.lora={...} fails on a null lora (OmegaConf cannot merge into a
-    # typed None dict), see the report that came with this test.
+    # Assigned: the override model.lora={...} fails while lora is null (OmegaConf cannot merge into a typed None dict).
     cfg.model.lora = {"r": 4, "target_modules": ["q_proj", "v_proj"]}
     (run / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
@@ -276,14 +264,19 @@ def reward_model_dir(tmp_path_factory, tokenizer) -> Path:
     return path
 
 
-def best_of_k_from_samples(records: list[dict], kind: str) -> dict[int, float]:
-    """Recomputed from samples.jsonl: per prompt, the first highest ``score_<kind>`` among the first k samples."""
+def by_prompt(records: list[dict]) -> list[list[dict]]:
+    """samples.jsonl records grouped per prompt, each group in sample order."""
     groups = defaultdict(list)
     for r in sorted(records, key=lambda r: r["sample"]):
         groups[r["id"]].append(r)
-    n = min(map(len, groups.values()))
+    return list(groups.values())
+
+
+def best_of_k_from_samples(records: list[dict], kind: str) -> dict[int, float]:
+    """Recomputed from samples.jsonl: per prompt, the first highest ``score_<kind>`` among the first k samples."""
+    groups = by_prompt(records)
     pick = lambda group, k: max(group[:k], key=lambda r: r[f"score_{kind}"])  # max() keeps the first of a tie
-    return {k: sum(pick(g, k)["correct"] for g in groups.values()) / len(groups) for k in range(1, n + 1)}
+    return {k: sum(pick(g, k)["correct"] for g in groups) / len(groups) for k in range(1, len(groups[0]) + 1)}
 
 
 def test_best_of_n_by_a_reward_model_from_predictions(tmp_path, gsm8k, reward_model_dir):
@@ -295,20 +288,24 @@ def test_best_of_n_by_a_reward_model_from_predictions(tmp_path, gsm8k, reward_mo
     metrics = score_gsm8k(tmp_path, gsm8k, predictions, "eval.limit=4", f"eval.reward_model={reward_model_dir}",
                           "eval.compare_extractor=null")
     records = read_samples(tmp_path / "out")
+    assert all(r["correct"] == r["response"].startswith("Adding up") for r in records)
     expected = best_of_k_from_samples(records, "reward")
     assert {k: metrics[f"gsm8k/bon_reward@{k}"] for k in range(1, 5)} == pytest.approx(expected)
-    firsts = [max(range(4), key=lambda i: [r for r in records if r["id"] == str(p)][i]["score_reward"])
-              for p in range(4)]
-    assert any(firsts), "every prompt's best sample is its first: the test could not tell best-of-n from sample 0"
+    assert metrics["gsm8k/bon_reward@1"] == 2 / 4  # the first samples: right, wrong, wrong, right
+    best = [max(range(4), key=lambda i: group[i]["score_reward"]) for group in by_prompt(records)]
+    assert any(best), "every prompt's best sample is its first: the test could not tell best-of-n from sample 0"
     rm = RewardModel(str(reward_model_dir))  # each score is of its own sample (no shift between prompts)
     assert [r["score_reward"] for r in records] == pytest.approx(rm.score([r["prompt"] for r in records],
                                                                          [r["response"] for r in records]))
 
 
 def test_best_of_n_in_a_model_run(tmp_path, run_dir, reward_model_dir):
+    """Both best-of-n scores are recorded per sample and agree with the metrics. The 10-step model is never right,
+    so the picks themselves are checked by the predictions test above."""
     metrics = run_eval(["eval=toy_sampling", f"model_path={run_dir}", "eval.num_prompts=4", "eval.generation.n=4",
                         "eval.generation.max_new_tokens=8", f"eval.reward_model={reward_model_dir}"], tmp_path)
     records = read_samples(tmp_path)
+    assert all(r["score_logprob"] <= 0 for r in records)  # a mean log-prob
     for kind in ("reward", "logprob"):
         expected = best_of_k_from_samples(records, kind)
         assert {k: metrics[f"toyworld_sampled/bon_{kind}@{k}"] for k in range(1, 5)} == pytest.approx(expected)

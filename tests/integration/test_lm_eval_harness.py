@@ -126,3 +126,17 @@ def test_flatten_results_names():
         "gsm8k/exact_match_strict-match_stderr": 0.1,
         "arc_easy/acc": 0.5,
     }
+
+
+def test_the_projects_evaluate_script_does_not_shadow_hugging_faces_evaluate(monkeypatch):
+    """``python evaluate.py`` puts the project folder first on sys.path; lm-eval's ``import evaluate`` must still get
+    Hugging Face's package (it loads metrics through it)."""
+    import sys
+
+    from src.eval.harness import _load_hf_evaluate
+    from tests.helpers import ROOT
+
+    monkeypatch.setattr(sys, "path", [str(ROOT), *sys.path])
+    monkeypatch.delitem(sys.modules, "evaluate", raising=False)
+    _load_hf_evaluate()
+    assert hasattr(sys.modules["evaluate"], "load") and sys.path[0] == str(ROOT)

@@ -136,8 +136,7 @@ def test_stop_string_cuts_the_text_before_it(model, tokenizer, prompts):
     # num_tokens counts up to the token that completed the stop string (the batch pads the sample after it)
     upto = lambda k: generate_samples(model, tokenizer, prompts[3:4], Sampling(max_new_tokens=k))["p3"][0].text
     assert stop in upto(sample.num_tokens) and stop not in upto(sample.num_tokens - 1)
-    for pid, samples in stopped.items():  # every sample is cut at its own first stop, or not at all
-        assert stop not in samples[0].text
+    assert all(stop not in samples[0].text for samples in stopped.values())  # each is cut at its first stop
 
 
 def test_greedy_with_n_above_one_names_the_setting():
