@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import hydra
@@ -21,7 +20,7 @@ from omegaconf import DictConfig
 
 from src.configs import register_configs
 from src.eval.models import load_model
-from src.utils.cli import unknown_key_help
+from src.utils.cli import run_with_key_help
 from src.utils.instantiate import instantiate
 
 ROOT = Path(__file__).resolve().parent
@@ -56,11 +55,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit as exit_:
-        if exit_.code:
-            hint = unknown_key_help(sys.argv[1:], CONFIG_DIR, "distill")
-            if hint:
-                print(hint, file=sys.stderr)
-        raise
+    run_with_key_help(main, CONFIG_DIR, "distill")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 
 import hydra
@@ -20,7 +19,7 @@ from src.configs import register_configs
 from src.eval.models import load_model
 from src.eval.run import as_tasks, evaluate_to
 from src.eval.tasks.base import EvalContext
-from src.utils.cli import unknown_key_help
+from src.utils.cli import run_with_key_help
 from src.utils.instantiate import instantiate, instantiate_all
 from src.utils.run import command_line
 
@@ -67,11 +66,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit as exit_:
-        if exit_.code:
-            hint = unknown_key_help(sys.argv[1:], CONFIG_DIR, "evaluate")
-            if hint:
-                print(hint, file=sys.stderr)
-        raise
+    run_with_key_help(main, CONFIG_DIR, "evaluate")

@@ -8,7 +8,6 @@ Reads top to bottom: checks, (SDFT distillation), data, backbone, objective, cal
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import hydra
@@ -20,7 +19,7 @@ from src.callbacks.precision_guard import HalfPrecisionGuard
 from src.configs import register_configs
 from src.eval.after_fit import evaluate_after_fit
 from src.sdft.training import distill_for_training
-from src.utils.cli import unknown_key_help
+from src.utils.cli import run_with_key_help
 from src.utils.instantiate import instantiate, instantiate_all
 from src.utils.preflight import preflight
 from src.utils.resume import resolve_ckpt_path
@@ -66,11 +65,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit as exit_:
-        if exit_.code:  # Hydra printed the error; for an unknown key, also say which keys exist
-            hint = unknown_key_help(sys.argv[1:], CONFIG_DIR, "train")
-            if hint:
-                print(hint, file=sys.stderr)
-        raise
+    run_with_key_help(main, CONFIG_DIR, "train")

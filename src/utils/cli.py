@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -13,6 +16,19 @@ from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf import DictConfig, OmegaConf
 
 NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'.*(?:not in struct|not in '\w+')", re.S)
+
+
+def run_with_key_help(main: Callable[[], Any], config_dir: Path, config_name: str) -> None:
+    """Run a ``@hydra.main`` entry point; when it fails (Hydra printed why), also say which keys an unknown key's
+    node does have."""
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code:
+            hint = unknown_key_help(sys.argv[1:], config_dir, config_name)
+            if hint:
+                print(hint, file=sys.stderr)
+        raise
 
 
 def unknown_key_help(args: list[str], config_dir: Path, config_name: str) -> str | None:
