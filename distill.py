@@ -36,7 +36,7 @@ def run(cfg: DictConfig) -> Path:
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    stage = instantiate(cfg.distill)  # settings fail here, before the model loads
+    stage = instantiate(cfg.distill)  # types and templates fail here, before the model loads
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cfg.device == "auto" and torch.cuda.is_available() \
         else ("cpu" if cfg.device == "auto" else cfg.device)
     model, tokenizer = load_model(cfg.model_path, cfg.dtype, device, cfg.base_model_path)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from src.datamodules.sources import load_rows
+from src.datamodules.sources import json_error, load_rows
 from src.eval.engine import Sampling, generate_samples
 from src.sdft.cache import digest, read_jsonl, weights_fingerprint, write_jsonl, write_text
 from src.sdft.filters import Candidate
@@ -46,7 +46,7 @@ def distill(
     require(shard_size >= 1, "distill.shard_size", shard_size, "at least 1")
     generation = generation or Sampling(temperature=0.95, top_p=0.7, top_k=50, max_new_tokens=512)
     require(generation.n == 1, "distill.generation.n", generation.n, "1 (one rewrite per row)")
-    rows = [dict(row) for row in load_rows(path, split, subset, limit)]
+    rows = read_rows(path, split, subset, limit)
     ids = row_ids(rows, path)
     field = _check_fields(rows, ids, response_field, path)
     filters = {name: f for name, f in (filters or {}).items() if f is not None}
@@ -54,7 +54,7 @@ def distill(
                       "generation": dataclasses.asdict(generation), "rows": digest(rows), "field": field,
                       "shard_size": shard_size})  # a shard's rows and seed depend on it
     out = Path(cache_dir) / gen_key
-    data_key = digest({"filters": {n: vars(f) for n, f in filters.items()}, "fallback": fallback})
+    data_key = digest({"filters": {n: [type(f).__name__, vars(f)] for n, f in filters.items()}, "fallback": fallback})
     target = out / f"distilled-{data_key}{'.json' if Path(path).suffix == '.json' else '.jsonl'}"
     if target.is_file() and not force:
         log.info("distill: reusing %s (same seed model, template, decoding, rows and filters)", target)
@@ -70,6 +70,25 @@ def distill(
     if world_size > 1:
         torch.distributed.barrier()
     return target
+
+
+def read_rows(path: str, split: str, subset: str | None, limit: int | None) -> list[dict[str, Any]]:
+    """A local JSON / JSON Lines file as written (``datasets`` would give every row every key, None-filled, and may
+    turn integers into floats, so the output could not keep the input's schema); anything else via ``load_rows``."""
+    local = Path(path).expanduser()
+    if local.is_file() and local.suffix in (".json", ".jsonl"):
+        text = local.read_text(encoding="utf-8")
+        try:
+            if local.suffix == ".jsonl":
+                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            else:
+                rows = json.loads(text)
+        except json.JSONDecodeError:
+            rows = None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ValueError(f"distill.path={path}: {json_error(local) or 'expected a list of JSON objects'}")
+        return rows[:limit] if limit else rows
+    return [dict(row) for row in load_rows(path, split, subset, limit)]
 
 
 def row_ids(rows: list[dict[str, Any]], path: str) -> list[str]:

@@ -2,8 +2,9 @@
 kill-and-resume, two processes against one, and ``train.py experiment=sdft_toy`` / ``distill.py`` through the CLI.
 
 Most tests replace the engine's ``generate_samples`` with ``FakeGenerate`` (known texts keyed by id, returned in a
-shuffled order), so the join, the filters and the cache are checked on exact values. The resume, DDP and CLI tests
-use the real engine on a tiny random Llama, sampling at T=1.
+shuffled order), so the join, the filters and the cache are checked on exact values. The resume and DDP tests use
+the real engine on a tiny random Llama, sampling at T=1, and compare whole files; the ``train.py`` test runs
+``experiment=sdft_toy`` as configured, on the session's saved tiny model.
 """
 
 from __future__ import annotations
@@ -304,7 +305,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, model, token
     provenance = lambda target: target.with_name(target.stem + ".provenance.jsonl").read_text()
     assert resumed.read_text() == whole.read_text()
     assert provenance(resumed) == provenance(whole)
-    assert len({p["generated"] for p in read(Path(whole.with_name(whole.stem + ".provenance.jsonl")))}) > 10
+    assert len({p["generated"] for p in read(whole.with_name(whole.stem + ".provenance.jsonl"))}) > 10
 
 
 # The CLI: distill.py and train.py
@@ -389,3 +390,18 @@ def test_train_sdft_toy_distils_then_trains_and_reuses_the_distillation(tmp_path
         train.train(compose_cfg(settings, tmp_path / "second"))
     assert "reusing" in caplog.text and "shard 0" not in caplog.text
     assert json.loads((tmp_path / "second" / "distill" / "summary.json").read_text()) == summary
+
+
+def test_rows_with_different_keys_and_integer_values_come_back_as_written(tmp_path, monkeypatch):
+    """A local file is read as written: no None-filled keys from other rows, integers stay integers."""
+    import json
+
+    from src.sdft.stage import read_rows
+
+    rows = [{"instruction": "a", "output": "x", "n": 1}, {"instruction": "b", "output": "y", "extra": [1, 2]}]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert read_rows(str(path), "train", None, None) == rows
+    (tmp_path / "bad.json").write_text('[{"instruction": "a"}, 3]')
+    with pytest.raises(ValueError, match="bad.json"):
+        read_rows(str(tmp_path / "bad.json"), "train", None, None)
