@@ -15,23 +15,30 @@ from src.utils.checks import require, require_choice
 
 class SFTDataModule(PostTrainDataModule):
     """Rows from ``path`` (hub id or local file). ``val_split: null`` or a local file holds out ``val_size`` train
-    rows instead (``sources.train_val_rows``)."""
+    rows instead (``sources.train_val_rows``). ``val_from`` takes the validation rows from another source of the same
+    rows in the same order (the same seeded hold-out picks the same rows): SDFT validates on the original responses
+    of the rows it distilled, so its ``val/ce`` compares with plain SFT's."""
 
     def __init__(
         self, path: str, name: str | None = None, train_split: str = "train", val_split: str | None = None,
-        val_size: int = 200, **kwargs: Any,
+        val_size: int = 200, val_from: str | None = None, **kwargs: Any,
     ):
         super().__init__(**kwargs)
         require(val_size >= 1, "data.val_size", val_size, "at least 1")
-        self.path, self.name = path, name
+        self.path, self.name, self.val_from = path, name, val_from
         self.train_split, self.val_split, self.val_size = train_split, val_split, val_size
         self.rows: tuple[Any, Any] | None = None  # (train, val), loaded together so they can be checked for overlap
 
     def load_split(self, split: str) -> Any:
         if self.rows is None:
-            self.rows = train_val_rows(self.path, self.name, self.train_split, self.val_split, self.val_size, self.seed,
-                                       self.limit, self.val_limit)
+            self.rows = self._rows(self.path)
+            if self.val_from:  # the same held-out rows, as the other source has them
+                self.rows = (self.rows[0], self._rows(self.val_from)[1])
         return self.rows[0 if split == "train" else 1]
+
+    def _rows(self, path: str) -> tuple[Any, Any]:
+        return train_val_rows(path, self.name, self.train_split, self.val_split, self.val_size, self.seed, self.limit,
+                              self.val_limit)
 
     def segments(self, row: dict[str, Any]) -> list[Segment] | str:
         raise NotImplementedError

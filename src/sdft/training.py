@@ -35,4 +35,6 @@ def distill_for_training(cfg: DictConfig) -> str:
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(target.with_name(target.stem + ".summary.json"), out / "summary.json")
     log.info("SDFT: training on the distilled %s (summary in %s)", target, out / "summary.json")
+    if cfg.distill.fallback == "original" and "val_from" in cfg.data:  # row for row the input: validate on its golds
+        cfg.data.val_from = cfg.distill.path
     return str(target)

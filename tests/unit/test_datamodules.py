@@ -84,3 +84,16 @@ def test_unsupported_file_and_bad_values(tmp_path):
         AlpacaDataModule(path=str(bad), batch_size=0)
     with pytest.raises(ValueError, match="data.template"):
         AlpacaDataModule(path=str(bad), template="vicuna")
+
+
+def test_val_from_validates_on_the_other_sources_copy_of_the_same_rows(tmp_path):
+    """SDFT trains on a distilled file (same rows, other responses) but validates on the original golds."""
+    rows = alpaca_rows(24)
+    distilled = [{**row, "output": f"rewritten {i}"} for i, row in enumerate(rows)]
+    original, rewritten = write_jsonl(tmp_path / "a.jsonl", rows), write_jsonl(tmp_path / "b.jsonl", distilled)
+    plain = AlpacaDataModule(path=str(original), val_size=4)
+    sdft = AlpacaDataModule(path=str(rewritten), val_size=4, val_from=str(original))
+    assert list(sdft.load_split("val")) == list(plain.load_split("val"))  # the same held-out rows, original golds
+    assert all(row["output"].startswith("rewritten") for row in sdft.load_split("train"))
+    held_out = {row["instruction"] for row in plain.load_split("val")}
+    assert not held_out & {row["instruction"] for row in sdft.load_split("train")}
