@@ -1,0 +1,200 @@
+"""SDFT vs SFT on the toy world: does self-distillation forget less at a similar new-task gain? (Yang et al. 2024)
+
+    python experiments/sdft_toy/run.py                   # seed model, 3 seeds x {SFT, SDFT}, evaluate, results/
+    python experiments/sdft_toy/run.py --variant lr2e-4 --lr 2e-4    # the same at a smaller lr, results/lr2e-4/
+    python experiments/sdft_toy/run.py --skip-train      # re-evaluate and re-report the runs already in runs/
+    python experiments/sdft_toy/run.py --report-only     # rewrite results.md and the plot from metrics.json
+
+Re-runnable: a run whose ``hf/`` export exists is not trained again, an evaluation whose ``metrics.json`` exists is
+not run again (``--reeval`` forces it). Everything goes through the project's own entry points:
+
+1. The seed model: ``train.py experiment=quickstart`` with multiplication rare in its data (``--seed-kinds``; why:
+   ``RARE_MUL_WEIGHT``). Seeds trained on the other kinds are evaluated as probes when they are in runs/.
+2. From the seed's ``hf/`` export, ``train.py experiment=sft_toy`` (the 400 step-style multiplication golds of
+   ``examples/toy_narrow.json``) and ``experiment=sdft_toy`` (the same rows after the seed's filtered rewrites), with
+   the same steps, lr, schedule and data order at each ``seed``. Each seed also draws its own rewrites
+   (``distill.generation.seed``), so the SDFT spread includes the distillation's.
+3. ``evaluate.py eval=toy`` twice per model: original kinds (greedy accuracy on held-out add/sub/reverse/length,
+   perplexity of the whole toy validation set) and the new task (greedy final-answer accuracy on all 90 held-out
+   multiplication problems, perplexity of the original kinds' validation set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from report import markdown, plot  # beside this file: the table and the figure
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RUNS = HERE / "runs"
+ORIGINAL = "[add,sub,reverse,length]"
+METHODS = {"SFT": "sft_toy", "SDFT": "sdft_toy"}
+# One thread per process: the machine's 2 cores are shared, and a 2-thread OpenMP op stalls when one is busy.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# The step-style golds are 46 tokens + EOS; 64 leaves room so that no answer is cut by the eval's 48-token default.
+EVALS = {
+    "original": ["eval=toy", f"eval.tasks.toyworld.kinds={ORIGINAL}", "eval.tasks.toyworld.num_prompts=200",
+                 "eval.tasks.toyworld.generation.max_new_tokens=64"],
+    "new": ["eval=toy", "eval.tasks.toyworld.kinds=[mul]", "eval.tasks.toyworld.num_prompts=90",
+            "eval.tasks.toyworld.generation.max_new_tokens=64", f"eval.tasks.ppl.data.kinds={ORIGINAL}"],
+}
+STEP_STYLE = re.compile(r"^\s*Step 1:")
+# Measured (results/results.md, probes): a seed trained on every kind solves 90/90 held-out multiplications (the 81
+# factor pairs are all in its 800 mul-bearing training rows: no gain left), one trained without mul 7/90 (SDFT's
+# filter would keep ~8% of rewrites: SDFT ~ SFT). With each other kind 30 times as likely (~69 mul rows, 48 of the 81
+# pairs) the seed solves part of the task in its own style, the setting SDFT is about.
+RARE_MUL_WEIGHT = 30
+
+
+def call(script: str, overrides: list[str], log: Path) -> float:
+    """``python <script> <overrides>`` from the project root, output to ``log``; returns wall seconds."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    with open(log, "w") as out:
+        proc = subprocess.run([sys.executable, script, *overrides], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                              env={**os.environ, **ONE_THREAD})
+    if proc.returncode:
+        raise RuntimeError(f"{script} {' '.join(overrides)} failed (rc {proc.returncode}); see {log}")
+    return time.time() - start
+
+
+def train_run(run_dir: Path, overrides: list[str], skip: bool) -> float:
+    """Train into ``run_dir`` unless its ``hf/`` export exists; returns its recorded training seconds."""
+    wall = run_dir / "wall.json"
+    if not (run_dir / "hf" / "config.json").is_file():
+        if skip:
+            raise FileNotFoundError(f"--skip-train: {run_dir} has no hf/ export")
+        seconds = call("train.py", [*overrides, f"hydra.run.dir={run_dir}", "cpu_threads=1"], RUNS / "logs" /
+                       f"{run_dir.relative_to(RUNS).as_posix().replace('/', '-')}.log")
+        wall.write_text(json.dumps({"train_s": seconds}))
+    return json.loads(wall.read_text())["train_s"] if wall.is_file() else float("nan")
+
+
+def seed_overrides(kinds: str) -> list[str]:
+    """``all``: every kind; ``original``: no multiplication; ``rare-mul``: multiplication 1 draw in 121
+    (``make_problems`` draws a kind uniformly from the list, so repeating the others weights them)."""
+    listed = {"all": None, "original": ORIGINAL,
+              "rare-mul": "[" + ",".join(["add,sub,reverse,length"] * RARE_MUL_WEIGHT + ["mul"]) + "]"}[kinds]
+    return ["experiment=quickstart"] + ([f"data.kinds={listed}"] if listed else [])
+
+
+def finetune_overrides(method: str, seed: int, steps: int, lr: float | None, seed_hf: Path) -> list[str]:
+    """The experiment already sets model=pretrained (float32), the toy tokenizer, and its lr (unless ``lr``)."""
+    overrides = [f"experiment={METHODS[method]}", f"model.name_or_path={seed_hf}", f"seed={seed}",
+                 f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}"]
+    overrides += [f"module.optimizer.lr={lr}"] if lr is not None else []
+    if method == "SDFT":
+        overrides += [f"distill.cache_dir={RUNS / 'cache'}", f"distill.generation.seed={seed}"]
+    return overrides
+
+
+def evaluate(run_dir: Path, force: bool) -> dict[str, float]:
+    """Both evaluations of ``run_dir`` (each cached in ``run_dir/eval/<name>/``), as one flat dict."""
+    out = {"eval_s": 0.0}
+    for name, overrides in EVALS.items():
+        eval_dir = run_dir / "eval" / name
+        if force or not (eval_dir / "metrics.json").is_file():
+            out["eval_s"] += call("evaluate.py", [*overrides, f"model_path={run_dir}", f"hydra.run.dir={eval_dir}",
+                                                  "cpu_threads=1", "progress=false"], eval_dir / "evaluate.log")
+        metrics = json.loads((eval_dir / "metrics.json").read_text())
+        out[f"{name}_acc"] = metrics["toyworld/accuracy"]
+        out[f"ppl_{'all' if name == 'original' else 'original'}"] = metrics["ppl/ppl"]
+    out["step_style"] = step_style_fraction(run_dir / "eval" / "new" / "samples.jsonl")
+    return out
+
+
+def step_style_fraction(samples: Path) -> float:
+    """The share of held-out multiplication answers written in the narrow task's step style ("Step 1: ...")."""
+    texts = [json.loads(line)["response"] for line in samples.read_text().splitlines() if line.strip()]
+    return sum(bool(STEP_STYLE.match(t)) for t in texts) / len(texts)
+
+
+def replaced_fraction(run_dir: Path) -> float | None:
+    summary = run_dir / "distill" / "summary.json"
+    return json.loads(summary.read_text())["replaced_fraction"] if summary.is_file() else None
+
+
+def run_study(args: argparse.Namespace) -> dict:
+    seed_dir = RUNS / f"seed-{args.seed_kinds}"
+    runs = {"seed": {**evaluate_after(seed_dir, seed_overrides(args.seed_kinds), args), "method": "seed"}}
+    for method in METHODS:
+        for seed in args.seeds:
+            run_dir = RUNS / args.variant / f"{method.lower()}-s{seed}"
+            overrides = finetune_overrides(method, seed, args.steps, args.lr, seed_dir / "hf")
+            runs[run_dir.name] = {**evaluate_after(run_dir, overrides, args), "method": method, "seed": seed,
+                                  "replaced_fraction": replaced_fraction(run_dir)}
+            print(run_dir.name, runs[run_dir.name], flush=True)
+    for kinds in ("all", "original"):  # the seeds that were measured and not used (see RARE_MUL_WEIGHT)
+        probe = RUNS / f"seed-{kinds}"
+        if kinds != args.seed_kinds and (probe / "hf").is_dir():
+            runs[probe.name] = {**evaluate_after(probe, seed_overrides(kinds), args), "method": "probe"}
+    return runs
+
+
+def evaluate_after(run_dir: Path, overrides: list[str], args: argparse.Namespace) -> dict:
+    train_s = train_run(run_dir, overrides, args.skip_train)
+    config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    return {"train_s": train_s, "lr": config["module"]["optimizer"]["lr"], "steps": config["trainer"]["max_steps"],
+            **evaluate(run_dir, args.reeval), "command": "python train.py " + " ".join(
+        [*overrides, f"hydra.run.dir={run_dir.relative_to(ROOT)}", "cpu_threads=1"])}
+
+
+def summarise(runs: dict) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{method: {metric: (mean, std)}}`` over seeds; ``forgetting``: the seed's original accuracy minus the run's."""
+    base = runs["seed"]["original_acc"]
+    keys = ["new_acc", "original_acc", "forgetting", "ppl_all", "ppl_original", "step_style", "replaced_fraction"]
+    table = {}
+    for method in ["seed", *METHODS]:
+        rows = [{**r, "forgetting": base - r["original_acc"]} for r in runs.values() if r["method"] == method]
+        table[method] = {}
+        for key in keys:
+            values = [r[key] for r in rows if r.get(key) is not None]
+            if values:
+                table[method][key] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--steps", type=int, default=200, help="fine-tuning steps, the same for SFT and SDFT")
+    parser.add_argument("--lr", type=float, default=None, help="peak lr (cosine, 3%% warmup; default: the "
+                        "experiment's), the same for both")
+    parser.add_argument("--seed-kinds", choices=["rare-mul", "all", "original"], default="rare-mul",
+                        help="the seed's training kinds: mul 1 in 121 draws, every kind, or all but mul")
+    parser.add_argument("--variant", default="", help="a name for a non-default --steps/--lr: its runs go to "
+                        "runs/<variant>/ and its report to results/<variant>/ (the seed model is shared)")
+    parser.add_argument("--skip-train", action="store_true", help="evaluate the runs already in runs/, train none")
+    parser.add_argument("--reeval", action="store_true", help="re-run evaluations that already have metrics.json")
+    parser.add_argument("--report-only", action="store_true", help="rewrite results.md and the plot from metrics.json")
+    args = parser.parse_args()
+    out = HERE / "results" / args.variant
+    out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        report = json.loads((out / "metrics.json").read_text())
+    else:
+        start = time.time()
+        runs = run_study(args)
+        skip = ("skip_train", "reeval", "report_only")
+        settings = {k: v for k, v in vars(args).items() if k not in skip}
+        report = {"settings": {**settings, "wall_min": (time.time() - start) / 60}, "runs": runs}
+        report["summary"] = summarise(runs)
+        (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    reading = out / "reading.md"  # the written interpretation, kept apart so that a re-run does not erase it
+    (out / "results.md").write_text(markdown(report, reading.read_text() if reading.is_file() else ""))
+    plot(report, out / "forgetting.png")
+    print((out / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
