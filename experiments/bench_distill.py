@@ -32,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable as a script from any directory
+from src.utils.machine import cpu_name  # noqa: E402
 
 MAX_NEW_TOKENS = 64
 BATCHES = (1, 16, 64)
@@ -108,7 +109,7 @@ def markdown(rows: list[dict], args: argparse.Namespace, loads: tuple[float, flo
 
     command = "python experiments/bench_distill.py " + " ".join(a for a in sys.argv[1:])
     lines = ["# SDFT distillation throughput on CPU", "", f"`{command.strip()}`", "",
-             f"- machine: {platform.machine()} {_cpu_name()}, {os.cpu_count()} cores, {args.threads} torch thread(s); "
+             f"- machine: {platform.machine()} {cpu_name()}, {os.cpu_count()} cores, {args.threads} torch thread(s); "
              f"1-min load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end (a shared machine)",
              f"- torch {torch.__version__}, transformers {transformers.__version__}, fp32, HF `generate` with KV cache",
              f"- seed model: {seed_note} ({rows[0]['params'] / 1e6:.2f} M parameters, toy tokenizer)",
@@ -132,13 +133,6 @@ def markdown(rows: list[dict], args: argparse.Namespace, loads: tuple[float, flo
     lines += ["", "Speed-up over batch 1 (prompts per CPU second): " + ", ".join(
         f"batch {r['batch_size']} {r['prompts_per_cpu_s'] / base['prompts_per_cpu_s']:.1f}x" for r in rows[1:]) + "."]
     return "\n".join(lines) + "\n"
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else ():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable as a script from any directory
+from src.utils.machine import cpu_name  # noqa: E402
 
 MAX_NEW_TOKENS = 48
 CASES = ("greedy_b1", "greedy_b32", "task")
@@ -115,7 +116,7 @@ def markdown(rows: list[dict], args: argparse.Namespace, loads: tuple[float, flo
     size = rows[0]["model"]
     command = "python experiments/bench_generation.py " + " ".join(sys.argv[1:])
     lines = ["# Generation engine throughput on CPU", "", f"`{command.strip()}`", "",
-             f"- machine: {platform.machine()} {_cpu_name()}, {os.cpu_count()} cores, {args.threads} torch thread(s); "
+             f"- machine: {platform.machine()} {cpu_name()}, {os.cpu_count()} cores, {args.threads} torch thread(s); "
              f"1-min load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end (a shared machine)",
              f"- torch {torch.__version__}, transformers {transformers.__version__}, fp32, HF `generate` with KV cache",
              f"- model: the quickstart tiny Llama with random weights (hidden {size['hidden_size']}, "
@@ -139,13 +140,6 @@ def markdown(rows: list[dict], args: argparse.Namespace, loads: tuple[float, flo
               "`responses` call alone); prompts/s: prompts per wall second of the whole case (for (b), the whole "
               "`evaluate`: generation, answer scoring, pass@k, maj@k and the log-prob pass for best-of-n)."]
     return "\n".join(lines) + "\n"
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else ():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:

@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from any directory
-
 from src.losses.ce import ce_loss  # noqa: E402
 from src.losses.chunked import chunked_ce_loss, chunked_gem_loss, kept_hidden  # noqa: E402
 from src.losses.chunked_logprobs import chunked_convex_loss, chunked_sequence_logps  # noqa: E402
@@ -38,6 +37,7 @@ from src.losses.convex import convex_loss  # noqa: E402
 from src.losses.emo import emo_loss  # noqa: E402
 from src.losses.gem import gem_loss  # noqa: E402
 from src.losses.logprobs import sequence_logps  # noqa: E402
+from src.utils.machine import cpu_name  # noqa: E402
 
 BATCH = 4  # rows; tokens are spread over them
 OURS_EMO, OFFICIAL_EMO = "emo2 (ours: 1 matmul + gather)", "emo2 (official: 3 products)"
@@ -145,12 +145,6 @@ def _proc_status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _cpu_name() -> str:
-    info = Path("/proc/cpuinfo")
-    names = [ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines() if ln.startswith("model name")]
-    return names[0] if names else platform.processor() or "CPU"
-
-
 def _mmap_large_blocks() -> None:
     if platform.system() == "Linux":
         ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB, fixed (no dynamic growth)
@@ -239,7 +233,7 @@ def run(args) -> list[dict]:
 
 
 def to_markdown(rows: list[dict], args) -> str:
-    device = torch.cuda.get_device_name() if args.device == "cuda" else _cpu_name()
+    device = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
     cpu_defaults = args.device == "cpu" and (args.tokens, args.hidden) == (CPU_TOKENS, CPU_HIDDEN)
     head = getattr(args, "head", False)
     lines = [
