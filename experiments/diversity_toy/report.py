@@ -136,7 +136,8 @@ def markdown(report: dict, summary: dict, reading: str) -> str:
         f"Tiny Llama ({', '.join(s['model'])}), {s['steps']} steps of batch 32 for every run. lr swept on "
         f"{s['lrs']} at seed {s['sweep_seed']}, the lowest final val/ce kept; then seeds {s['seeds']} at that lr. "
         f"Each run samples n={s['samples']} answers (max {s['max_new_tokens']} new tokens) to each of {s['prompts']} "
-        "held-out problems (evaluate.py's test split, generation seed 0) at each temperature. Mean ± std over the seeds.",
+        "held-out problems (evaluate.py's test split, generation seed 0) at each temperature. Mean ± std over the "
+        "seeds.",
         "", "## lr sweep (final val/ce)", "", *sweep_table(report), "",
         "## Per temperature", "",
         "pass@1 is the mean correctness of all 16 samples; maj@16 the majority answer; pass@16 any of 16 correct "
@@ -149,9 +150,10 @@ def markdown(report: dict, summary: dict, reading: str) -> str:
         *matched_table(summary), "",
         "## Commands and time", "", "```", *report["commands"], "```", "",
         f"lr sweep: {len(s['lrs']) * len(s['objectives'])} runs of `train.py` at seed {s['sweep_seed']} (same command "
-        f"with `module.optimizer.lr=` of the grid). Whole study: {timing['wall_min']:.1f} min wall with "
-        f"`--jobs {s['jobs']}` (training {(timing['sweep_train_s'] + timing['final_train_s']) / 60:.1f} and sampling "
-        f"{timing['eval_s'] / 60:.1f} process-minutes; runs reused from an earlier invocation count 0).", "",
+        f"with `module.optimizer.lr=` of the grid). The last invocation of run.py took {timing['wall_min']:.1f} min "
+        f"wall with `--jobs {s['jobs']}`: training {(timing['sweep_train_s'] + timing['final_train_s']) / 60:.1f} and "
+        f"sampling {timing['eval_s'] / 60:.1f} process-minutes; runs an earlier invocation finished were reused and "
+        "are not counted here.", "",
         "![frontier](frontier.png)", "", "![at k](at_k.png)", "",
     ]
     return "\n".join(lines) + "\n" + reading
