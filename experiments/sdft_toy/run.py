@@ -90,7 +90,7 @@ def seed_overrides(kinds: str) -> list[str]:
 
 def finetune_overrides(method: str, seed: int, steps: int, lr: float | None, seed_hf: Path) -> list[str]:
     """The experiment already sets model=pretrained (float32), the toy tokenizer, and its lr (unless ``lr``)."""
-    overrides = [f"experiment={METHODS[method]}", f"model.name_or_path={seed_hf}", f"seed={seed}",
+    overrides = [f"experiment={METHODS[method]}", "model=pretrained", f"model.name_or_path={seed_hf}", f"seed={seed}",
                  f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}"]
     overrides += [f"module.optimizer.lr={lr}"] if lr is not None else []
     if method == "SDFT":
