@@ -375,7 +375,8 @@ SDFT_TOY = ["experiment=sdft_toy", "trainer.max_steps=4", "distill.generation.ma
 @pytest.mark.slow
 def test_train_sdft_toy_distils_then_trains_and_reuses_the_distillation(tmp_path, assets, caplog):
     run_dir = tmp_path / "first"
-    settings = [*SDFT_TOY, f"model.name_or_path={assets['model']}", f"distill.cache_dir={tmp_path / 'cache'}"]
+    settings = [*SDFT_TOY, "model=pretrained", f"model.name_or_path={assets['model']}",
+                f"distill.cache_dir={tmp_path / 'cache'}"]
     args = [sys.executable, str(ROOT / "train.py"), *settings, f"hydra.run.dir={run_dir}"]
     out = subprocess.run(args, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-5000:]

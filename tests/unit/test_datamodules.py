@@ -76,7 +76,7 @@ def test_ultrafeedback_multi_turn_trains_on_assistant_turns_only(tmp_path):
 
 
 def test_unsupported_file_and_bad_values(tmp_path):
-    bad = tmp_path / "a.csv"
+    bad = tmp_path / "a.xlsx"
     bad.write_text("x")
     with pytest.raises(ValueError, match="unsupported file type"):
         AlpacaDataModule(path=str(bad)).setup("fit")
