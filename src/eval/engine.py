@@ -53,13 +53,15 @@ class Sampling:
 
 @dataclass
 class Sample:
-    """One generated response: ``truncated`` means it hit ``max_new_tokens`` without an end-of-sequence or stop."""
+    """One generated response: ``truncated`` means it hit ``max_new_tokens`` without an end-of-sequence or stop;
+    ``end_token`` is the end-of-sequence id that ended it (None: a stop string, the length limit, or saved text)."""
 
     prompt_id: Any
     index: int
     text: str
-    num_tokens: int
-    truncated: bool
+    num_tokens: int | None
+    truncated: bool | None
+    end_token: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -143,7 +145,7 @@ def _sample(pid: Any, index: int, tokens: list[int], eos_ids: list[int], pad_id:
             text, stopped = text[:text.index(stop)], True
     num_tokens = len(generated) + (ended is not None)  # the EOS was generated too
     truncated = ended is None and not stopped and len(generated) >= sampling.max_new_tokens
-    return Sample(pid, index, text, num_tokens, truncated)
+    return Sample(pid, index, text, num_tokens, truncated, tokens[ended] if ended is not None else None)
 
 
 def _strip_padding(tokens: list[int], pad_id: int) -> list[int]:

@@ -17,12 +17,14 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def policy_mean_logprobs(model: torch.nn.Module, tokenizer: Any, prompts: list[str], responses: list[str],
-                         batch_size: int = 16) -> list[float]:
+                         batch_size: int = 16, end_tokens: list[int | None] | None = None) -> list[float]:
     """Mean log-prob per response token (T = 1) of each ``response`` after its rendered ``prompt``.
 
-    Prompt and response are tokenized separately and concatenated, as training encodes them; an empty response
-    scores ``-inf`` (it has no token to average).
+    Prompt and response are tokenized separately and concatenated, as training encodes them. ``end_tokens[i]``, the
+    end-of-sequence id that ended response i (None if none did), is scored with it, so a response that ends where the
+    model would end it is not ranked like one that runs on. An empty response without one scores ``-inf``.
     """
+    end_tokens = end_tokens or [None] * len(responses)
     prefix = special_prefix(tokenizer)
     device = next(model.parameters()).device
     was_training = model.training
@@ -31,10 +33,11 @@ def policy_mean_logprobs(model: torch.nn.Module, tokenizer: Any, prompts: list[s
     try:
         for start in range(0, len(prompts), batch_size):
             encoded = []
-            for prompt, response in zip(prompts[start:start + batch_size], responses[start:start + batch_size]):
+            batch = slice(start, start + batch_size)
+            for prompt, response, end in zip(prompts[batch], responses[batch], end_tokens[batch]):
                 p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
                 p = p if p[:len(prefix)] == prefix else prefix + p
-                r = tokenizer(response, add_special_tokens=False)["input_ids"]
+                r = tokenizer(response, add_special_tokens=False)["input_ids"] + ([end] if end is not None else [])
                 encoded.append((p + r, [IGNORE_INDEX] * len(p) + r))
             width = max(len(ids) for ids, _ in encoded)
             ids = torch.tensor([i + [tokenizer.pad_token_id] * (width - len(i)) for i, _ in encoded], device=device)

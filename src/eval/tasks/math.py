@@ -93,8 +93,9 @@ class AnswerTask(GenerativeTask):
     def _policy_scores(self, rows: list[dict[str, Any]], samples: dict[str, list[Sample]],
                        ctx: EvalContext) -> list[float]:
         prompts = [self.prompt(row, ctx.tokenizer) for row in rows for _ in samples[row["id"]]]
-        texts = [s.text for row in rows for s in samples[row["id"]]]
-        return policy_mean_logprobs(ctx.model, ctx.tokenizer, prompts, texts, self.generation.batch_size)
+        flat = [s for row in rows for s in samples[row["id"]]]
+        return policy_mean_logprobs(ctx.model, ctx.tokenizer, prompts, [s.text for s in flat],
+                                    self.generation.batch_size, [s.end_token for s in flat])
 
     @staticmethod
     def _best_of_n(kind: str, flat_scores: list[float], correct: list[list[bool]], ks: list[int], ids: list[str],
