@@ -1,0 +1,119 @@
+"""GEM vs CE on SmolLM2-135M-Instruct (LoRA r8 q,v) on 2k Alpaca rows, scaled down to a shared 1-thread CPU.
+
+    OMP_NUM_THREADS=1 python experiments/smollm2_gem/run.py
+
+Trains CE and GEM (beta 0.7) with the same steps, lr, seed and data order, then evaluates the seed model and both
+runs on GSM8K (greedy) and poem-prompt diversity (``eval=gem`` suite, voting dropped), and on validation perplexity
+(``eval=ppl``, the seed-42 held-out rows). The training runs' own ``val/ppl`` is kept beside it as a cross-check
+(step 0 = the seed model: LoRA's B starts at zero).
+A phase whose run directory already has ``metrics.json`` is reused. Writes results/metrics.json and diversity.png;
+results/results.md is written by hand from them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+RUNS, RESULTS = HERE / "runs", HERE / "results"
+SEED_MODEL = ROOT / "cache" / "smollm2-135m-instruct-0.1.2"
+DATA = "/work/shared/data"
+STEPS, LR, VAL_ROWS = 30, 2e-4, 80  # sized to ~7 min per training at ~11 s/step (1 shared thread)
+DIV_PROMPTS, DIV_N, DIV_TOKENS = 16, 8, 64
+DIVERSITY = ["distinct_1", "distinct_2", "distinct_3", "distinct_4", "self_bleu", "embedding_diversity"]
+GSM_PROMPTS, GSM_TOKENS = 32, 160  # one generate batch of 32
+
+TRAIN = ["train.py", "experiment=sft_smollm2", f"data.path={DATA}/alpaca_2k.json", f"data.val_limit={VAL_ROWS}",
+         f"trainer.max_steps={STEPS}"]
+# lr after module=: the module option would otherwise bring AdamW's 2e-5 back. GEM skips the step-0 validation,
+# which is the same seed model as CE's.
+OBJECTIVES = {"ce": ["module=ce", f"module.optimizer.lr={LR}"],
+              "gem": ["module=gem", "module.beta=0.7", f"module.optimizer.lr={LR}", "validate_before_fit=false"]}
+EVAL = ["evaluate.py", "eval=gem", "eval.tasks.gsm8k_voting=null", "cpu_threads=1",
+        f"eval.tasks.diversity.path={DATA}/poem_prompts.parquet", f"eval.tasks.diversity.limit={DIV_PROMPTS}",
+        f"eval.tasks.diversity.generation.n={DIV_N}", f"eval.tasks.diversity.generation.max_new_tokens={DIV_TOKENS}",
+        f"eval.tasks.gsm8k.path={DATA}/gsm8k_test.json", f"eval.tasks.gsm8k.limit={GSM_PROMPTS}",
+        f"eval.tasks.gsm8k.generation.max_new_tokens={GSM_TOKENS}"]
+
+# The held-out rows of the training runs (evaluate.yaml's seed 42 = train.yaml's), first VAL_ROWS of them.
+PPL = ["evaluate.py", "eval=ppl", "data@eval.data=alpaca", f"eval.data.path={DATA}/alpaca_2k.json", "cpu_threads=1",
+       "eval.data.template=chat", "eval.data.max_length=256", f"eval.data.val_limit={VAL_ROWS}"]
+
+
+def phase(name: str, args: list[str]) -> float:
+    """Run one train/evaluate call into runs/<name> unless it finished before; its wall seconds (as first run)."""
+    out, seconds = RUNS / name, RUNS / f"{name}.seconds"
+    if (out / "metrics.json").exists():
+        return float(seconds.read_text()) if seconds.exists() else float("nan")
+    start = time.time()
+    cmd = [sys.executable, *args, f"hydra.run.dir={out}"]
+    print(" ".join(cmd[1:]), flush=True)
+    with open(RUNS / f"{name}.log", "w") as log:
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=log, stderr=subprocess.STDOUT)
+    seconds.write_text(f"{time.time() - start:.0f}")
+    return time.time() - start
+
+
+def read(run: str) -> dict[str, float]:
+    return json.loads((RUNS / run / "metrics.json").read_text())
+
+
+def val_ppl(run: str) -> tuple[float, float]:
+    """(first, last) val/ppl of a training run: step 0 is the seed model."""
+    with open(RUNS / run / "csv" / "metrics.csv") as f:
+        ppl = [float(r["val/ppl"]) for r in csv.DictReader(f) if r["val/ppl"]]
+    return ppl[0], ppl[-1]
+
+
+def main() -> None:
+    RUNS.mkdir(exist_ok=True)
+    RESULTS.mkdir(exist_ok=True)
+    timing = {f"train_{k}": phase(k, [*TRAIN, *v]) for k, v in OBJECTIVES.items()}
+    models = {"seed": str(SEED_MODEL), "ce": str(RUNS / "ce"), "gem": str(RUNS / "gem")}
+    timing |= {f"eval_{k}": phase(f"eval_{k}", [*EVAL, f"model_path={v}"]) for k, v in models.items()}
+    timing |= {f"ppl_{k}": phase(f"ppl_{k}", [*PPL, f"model_path={v}"]) for k, v in models.items()}
+    train_ppl = {"seed": val_ppl("ce")[0], "ce": val_ppl("ce")[1], "gem": val_ppl("gem")[1]}
+    metrics = {m: {"val_ppl": read(f"ppl_{m}")["ppl/ppl"], "train_val_ppl": train_ppl[m], **read(f"eval_{m}")}
+               for m in models}
+    (RESULTS / "metrics.json").write_text(json.dumps({"metrics": metrics, "seconds": timing}, indent=2))
+    plot(metrics)
+    print(table(metrics))
+
+
+def table(metrics: dict[str, dict]) -> str:
+    """The results.md table: one row per model."""
+    cols = ["val_ppl", *(f"diversity/{k}" for k in DIVERSITY), "gsm8k/accuracy"]
+    lines = ["| model | " + " | ".join(c.split("/")[-1] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for model, m in metrics.items():
+        lines.append(f"| {model} | " + " | ".join(f"{m.get(c, float('nan')):.4f}" for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def plot(metrics: dict[str, dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / len(metrics)
+    for i, (model, m) in enumerate(metrics.items()):
+        # self-BLEU is 0-100 (lower = more diverse): /100 to share the 0-1 axis
+        values = [m[f"diversity/{k}"] / (100 if k == "self_bleu" else 1) for k in DIVERSITY]
+        ax.bar([x + i * width for x in range(len(DIVERSITY))], values, width, label=model)
+    ax.set_xticks([x + width for x in range(len(DIVERSITY))], [k.replace("self_bleu", "self_bleu/100\n(lower=diverse)")
+                                                                for k in DIVERSITY])
+    ax.set_title(f"Poem-prompt diversity, SmolLM2-135M ({DIV_PROMPTS} prompts x {DIV_N} samples)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "diversity.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()
