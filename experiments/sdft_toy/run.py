@@ -23,24 +23,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
 from report import markdown, plot  # beside this file: the table and the figure
 
+from src.utils.machine import run_logged
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RUNS = HERE / "runs"
 ORIGINAL = "[add,sub,reverse,length]"
 METHODS = {"SFT": "sft_toy", "SDFT": "sdft_toy"}
-# One thread per process: the machine's 2 cores are shared, and a 2-thread OpenMP op stalls when one is busy.
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # The step-style golds are 46 tokens + EOS; 64 leaves room so that no answer is cut by the eval's 48-token default.
 EVALS = {
     "original": ["eval=toy", f"eval.tasks.toyworld.kinds={ORIGINAL}", "eval.tasks.toyworld.num_prompts=200",
@@ -57,15 +54,7 @@ RARE_MUL_WEIGHT = 30
 
 
 def call(script: str, overrides: list[str], log: Path) -> float:
-    """``python <script> <overrides>`` from the project root, output to ``log``; returns wall seconds."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    start = time.time()
-    with open(log, "w") as out:
-        proc = subprocess.run([sys.executable, script, *overrides], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                              env={**os.environ, **ONE_THREAD})
-    if proc.returncode:
-        raise RuntimeError(f"{script} {' '.join(overrides)} failed (rc {proc.returncode}); see {log}")
-    return time.time() - start
+    return run_logged(script, overrides, log, ROOT)
 
 
 def train_run(run_dir: Path, overrides: list[str], skip: bool) -> float:

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from src.utils.machine import run_logged
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -37,7 +36,6 @@ STEPS, LR, SEED = 40, 2e-4, 42
 TRAIN_FILE = HERE / f"gsm8k_train_0_{TRAIN_ROWS - 1}.json"
 EVAL_FILE = HERE / f"gsm8k_heldout_{EVAL_START}_{EVAL_START + EVAL_ROWS - 1}.json"
 HARMFUL = HERE / "advbench_style.csv"
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 TRAIN = ["experiment=sft_smollm2", f"data.path={TRAIN_FILE}", "data.instruction_field=question",
          "data.response_field=answer", "data.max_length=384", "data.val_size=8", f"module.optimizer.lr={LR}",
@@ -57,15 +55,7 @@ METRIC = {"gsm8k": "gsm8k/accuracy", "ppl": "ppl/ppl", "advbench": "advbench/saf
 
 
 def call(script: str, overrides: list[str], log: Path) -> float:
-    """``python <script> <overrides>`` from the project root, output to ``log``; returns wall seconds."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    start = time.time()
-    with open(log, "w") as out:
-        proc = subprocess.run([sys.executable, script, *overrides], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                              env={**os.environ, **ONE_THREAD})
-    if proc.returncode:
-        raise RuntimeError(f"{script} {' '.join(overrides)} failed (rc {proc.returncode}); see {log}")
-    return time.time() - start
+    return run_logged(script, overrides, log, ROOT)
 
 
 def write_data() -> None:
