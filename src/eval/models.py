@@ -52,17 +52,11 @@ def _from_run(run: Path, dtype: str) -> tuple[Any, Any]:
     if not ckpt.is_file():
         raise FileNotFoundError(f"model_path={run}: the run has neither hf/ (the export) nor checkpoints/last.ckpt")
     log.info("model_path=%s: no hf/ export, rebuilding the backbone from its config and %s", run, ckpt)
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
-    data = cfg.data
-    if "sft" in data:  # the interleaving DataModule: its SFT stream has the tokenizer
-        data = data.sft
-    from src.datamodules.tokenizer import load_tokenizer
+    from src.utils.instantiate import backbone_from_config
 
-    tokenizer = load_tokenizer(data.get("tokenizer", "toy"), data.get("chat_template"))
-    model = instantiate(cfg.model)(tokenizer=tokenizer)  # the model node is a partial (train.py binds the tokenizer)
+    model, tokenizer = backbone_from_config(OmegaConf.load(run / ".hydra" / "config.yaml"))
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     weights = {key[len("model."):]: value for key, value in state.items() if key.startswith("model.")}
     model.load_state_dict(weights)

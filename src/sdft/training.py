@@ -15,18 +15,15 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from src.datamodules.tokenizer import load_tokenizer
-from src.utils.instantiate import instantiate
+from src.utils.instantiate import backbone_from_config, instantiate
 
 log = logging.getLogger(__name__)
 
 
 def distill_for_training(cfg: DictConfig) -> str:
     """Run the stage on ``cfg.distill.path``; returns the distilled file for ``data.path``."""
-    data = cfg.data
-    tokenizer = load_tokenizer(data.tokenizer, data.get("chat_template"))
     stage = instantiate(cfg.distill)
-    seed_model = instantiate(cfg.model)(tokenizer=tokenizer)
+    seed_model, tokenizer = backbone_from_config(cfg)
     if torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto"):
         seed_model.to("cuda")
     target = stage(model=seed_model, tokenizer=tokenizer)

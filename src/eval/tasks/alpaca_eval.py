@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from src.eval.engine import Sample
-from src.eval.tasks.base import EvalContext, GenerativeTask, TaskResult
+from src.eval.tasks.base import EvalContext, GenerativeTask
 
 
 class AlpacaEvalTask(GenerativeTask):
@@ -22,11 +22,7 @@ class AlpacaEvalTask(GenerativeTask):
         firsts = [samples[row["id"]][0].text for row in rows]
         return {"mean_response_chars": sum(map(len, firsts)) / len(firsts)}
 
-    def evaluate(self, ctx: EvalContext) -> TaskResult:
-        result = super().evaluate(ctx)
-        first = [r for r in result.samples if r["sample"] == 0]
-        by_id = {row["id"]: row for row in self.rows(ctx)}
-        result.files["alpaca_eval_outputs.json"] = [
-            {"instruction": self.instruction(by_id[r["id"]]), "output": r["response"], "generator": self.generator,
-             "dataset": by_id[r["id"]].get("dataset", self.name)} for r in first]
-        return result
+    def files(self, rows: list[dict[str, Any]], samples: dict[str, list[Sample]]) -> dict[str, Any]:
+        return {"alpaca_eval_outputs.json": [
+            {"instruction": self.instruction(row), "output": samples[row["id"]][0].text, "generator": self.generator,
+             "dataset": row.get("dataset", self.name)} for row in rows]}

@@ -35,6 +35,11 @@ class TaskResult:
     files: dict[str, Any] = field(default_factory=dict)  # extra JSON files to write (file name -> content)
 
 
+def prompt_budget(*limits: int | None) -> int | None:
+    """The smallest of the limits that are set (a task's own, the run's, the callback's), or None: every row."""
+    return min((limit for limit in limits if limit is not None), default=None)
+
+
 class EvalTask:
     """A named evaluation; ``evaluate`` returns its metrics and samples."""
 
@@ -75,15 +80,13 @@ class GenerativeTask(EvalTask):
         """Raise on a row the task cannot score (e.g. no gold answer), naming it; called before any generation."""
 
     # --- shared machinery -------------------------------------------------------------------------------------
-    def rows(self, ctx: EvalContext) -> list[dict[str, Any]]:
-        """The evaluated rows: the first ``limit`` (or the context's budget) of the file, each checked."""
-        rows = load_task_rows(self.path, self.split, self.subset)
-        self.file_ids = {row["id"] for row in rows}  # a prediction for a row past the budget is not an error
-        budget = min(x for x in (self.limit, ctx.limit, len(rows)) if x is not None)
-        for row in rows[:budget]:
-            self.instruction(row)
-            self.check_row(row)
-        return rows[:budget]
+    def source_rows(self, ctx: EvalContext) -> list[dict[str, Any]]:
+        """Every row of the task's data: the ids a predictions file may name (the evaluated ones are a prefix)."""
+        return load_task_rows(self.path, self.split, self.subset)
+
+    def files(self, rows: list[dict[str, Any]], samples: dict[str, list[Sample]]) -> dict[str, Any]:
+        """Extra JSON files the task writes beside its report (file name -> content); none by default."""
+        return {}
 
     def instruction(self, row: dict[str, Any]) -> str:
         return row_field(row, self.prompt_fields, self.path, "prompt") + self.prompt_suffix
@@ -91,10 +94,10 @@ class GenerativeTask(EvalTask):
     def prompt(self, row: dict[str, Any], tokenizer: Any) -> str:
         return render_prompt(tokenizer, self.instruction(row), self.template, self.system, str(row.get("input") or ""))
 
-    def responses(self, rows: list[dict[str, Any]], ctx: EvalContext) -> dict[str, list[Sample]]:
+    def responses(self, rows: list[dict[str, Any]], ctx: EvalContext, known_ids: set[str]) -> dict[str, list[Sample]]:
         ids = [row["id"] for row in rows]
         if ctx.predictions:
-            saved = load_predictions(ctx.predictions, ids, getattr(self, "file_ids", None))
+            saved = load_predictions(ctx.predictions, ids, known_ids)
             return {rid: [Sample(rid, i, text, None, None) for i, text in enumerate(saved[rid])] for rid in ids}
         if ctx.model is None:
             raise ValueError(f"eval task {self.name!r} needs model_path=<run dir | hf dir | hub id> or "
@@ -107,8 +110,13 @@ class GenerativeTask(EvalTask):
         return generate_samples(ctx.model, ctx.tokenizer, prompts, self.generation, ctx.progress)
 
     def evaluate(self, ctx: EvalContext) -> TaskResult:
-        rows = self.rows(ctx)
-        samples = self.responses(rows, ctx)
+        every = self.source_rows(ctx)
+        budget = prompt_budget(self.limit, ctx.limit)
+        rows = every if budget is None else every[:budget]
+        for row in rows:  # a row the task cannot score fails before any generation
+            self.instruction(row)
+            self.check_row(row)
+        samples = self.responses(rows, ctx, {row["id"] for row in every})
         metrics = self.score(rows, samples, ctx)
         everything = [s for rid in samples for s in samples[rid]]
         metrics.update(prompts=len(rows), samples_per_prompt=len(everything) / len(rows),
@@ -120,4 +128,4 @@ class GenerativeTask(EvalTask):
         records = [{"task": self.name, "id": s.prompt_id, "sample": s.index, "prompt": self.instruction(
             by_id[s.prompt_id]), "response": s.text, "num_tokens": s.num_tokens, "truncated": s.truncated,
             **s.extra} for s in everything]
-        return TaskResult(metrics, records)
+        return TaskResult(metrics, records, self.files(rows, samples))

@@ -7,7 +7,7 @@ The papers' general-ability suite (mmlu, truthfulqa, arc, hellaswag, winogrande,
 from __future__ import annotations
 
 from src.eval.harness import run_lm_eval
-from src.eval.tasks.base import EvalContext, EvalTask, TaskResult
+from src.eval.tasks.base import EvalContext, EvalTask, TaskResult, prompt_budget
 
 # The general-ability suite of the SDFT evaluation (its eval_general_knowledge.py reads acc of each).
 HARNESS_SUITE = ("mmlu", "truthfulqa", "ai2_arc", "hellaswag", "winogrande")
@@ -25,8 +25,7 @@ class HarnessTask(EvalTask):
     def evaluate(self, ctx: EvalContext) -> TaskResult:
         if ctx.model is None:
             raise ValueError("eval=lm_eval scores a model: give model_path=<run dir | hf dir | hub id>")
-        limit = min(x for x in (self.limit, ctx.limit, 10**12) if x is not None)
         metrics, samples = run_lm_eval(ctx.model, ctx.tokenizer, self.tasks, self.include_path, self.num_fewshot,
-                                       limit if limit < 10**12 else None, self.batch_size, seed=self.seed,
+                                       prompt_budget(self.limit, ctx.limit), self.batch_size, seed=self.seed,
                                        log_samples=True)
         return TaskResult(metrics, [{"task": self.name, **s} for s in samples])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from src.eval.tasks.base import EvalContext
+from src.eval.tasks.base import EvalContext, prompt_budget
 from src.eval.tasks.math import AnswerTask
 from src.toyworld.tasks import make_problems
 
@@ -21,11 +21,10 @@ class ToyWorldTask(AnswerTask):
         super().__init__(name=name, path=path or "toyworld", extractor=extractor, **kwargs)
         self.num_prompts, self.seed, self.kinds = num_prompts, seed, tuple(kinds) if kinds else None
 
-    def rows(self, ctx: EvalContext) -> list[dict[str, Any]]:
+    def source_rows(self, ctx: EvalContext) -> list[dict[str, Any]]:
         if self.path != "toyworld":
-            return super().rows(ctx)
-        budget = min(x for x in (self.limit, ctx.limit, self.num_prompts) if x is not None)
-        return toy_rows(budget, self.seed, self.kinds)
+            return super().source_rows(ctx)
+        return toy_rows(prompt_budget(self.limit, ctx.limit, self.num_prompts), self.seed, self.kinds)
 
 
 def toy_rows(n: int, seed: int = 0, kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
