@@ -331,3 +331,16 @@ def test_same_seed_same_outputs_through_the_cli(tmp_path, run_dir):
     assert len(read_samples(cli)) == 12
     assert (cli / "results.md").read_text().startswith("# Evaluation")
     assert (cli / "toyworld_sampled_at_k.png").stat().st_size > 0
+
+
+def test_alpaca_eval_writes_the_first_sample_per_prompt_in_alpaca_evals_format(tmp_path):
+    rows = [{"instruction": "Name a colour.", "dataset": "helpful_base"}, {"instruction": "Say hi."}]
+    data = write_jsonl(tmp_path / "ae.jsonl", rows)
+    predictions = write_jsonl(tmp_path / "p.jsonl", [{"id": 1, "responses": ["hi", "hello"]},
+                                                     {"id": 0, "responses": ["red", "blue"]}])
+    run_eval(["eval=alpaca_eval", f"eval.path={data}", f"predictions={predictions}"], tmp_path / "out")
+    outputs = json.loads((tmp_path / "out" / "alpaca_eval_outputs.json").read_text())
+    assert outputs == [
+        {"instruction": "Name a colour.", "output": "red", "generator": "posttrain", "dataset": "helpful_base"},
+        {"instruction": "Say hi.", "output": "hi", "generator": "posttrain", "dataset": "alpaca_eval"},
+    ]

@@ -25,4 +25,4 @@ class AlpacaEvalTask(GenerativeTask):
     def files(self, rows: list[dict[str, Any]], samples: dict[str, list[Sample]]) -> dict[str, Any]:
         return {"alpaca_eval_outputs.json": [
             {"instruction": self.instruction(row), "output": samples[row["id"]][0].text, "generator": self.generator,
-             "dataset": row.get("dataset", self.name)} for row in rows]}
+             "dataset": row.get("dataset") or self.name} for row in rows]}
