@@ -11,8 +11,10 @@ import torch
 
 from src.losses.ce import ce_loss
 from src.losses.chunked import chunked_ce_and_entropy, chunked_ce_loss, chunked_gem_loss, kept_hidden
+from src.losses.chunked_emo import chunked_emo_loss, chunked_emo_terms
 from src.losses.chunked_logprobs import chunked_convex_loss, chunked_sequence_logps
 from src.losses.convex import convex_loss
+from src.losses.emo import emo_loss, emo_token_terms
 from src.losses.gem import gem_loss
 from src.losses.logprobs import sequence_logps
 from src.modules.base import predictive_entropy
@@ -119,7 +121,55 @@ def test_convex_token_num_items_in_batch_matches_plain():
                                             num_items_in_batch=11.0), hidden, weight, b)
 
 
-@pytest.mark.parametrize("name", ["ce", "gem", "seq", "convex"])
+EMO_VARIANTS = [  # (mix, ratio_clamp, remove_target_prob): the official variants of src.losses.emo.emo_loss
+    ("emo2", None, True), ("emo1", None, True), ("emo1", 3.0, True), ("emo1", None, False), ("emo2", None, False),
+    ("emo1", 0.5, False),  # a clamp that binds
+]
+
+
+def cost_embedding(v: int = 13, d: int = 6, seed: int = 9) -> torch.Tensor:
+    cost = torch.randn(v, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    cost[5] = 0  # an all-zero row: cost 1 to every token (the 1e-12 norm floor), on both paths
+    return cost
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+@pytest.mark.parametrize("mix, clamp, remove", EMO_VARIANTS)
+@pytest.mark.parametrize("num_items", [None, 9.0])
+def test_emo_matches_plain(chunk, mix, clamp, remove, num_items):
+    hidden, weight, b, labels = make_inputs(bias=True, seed=6)
+    h, y, _ = kept_hidden(hidden, labels)
+    cost = cost_embedding()
+    assert_same(lambda z: emo_loss(z, labels, cost, mix, clamp, remove, num_items_in_batch=num_items),
+                lambda: chunked_emo_loss(h, weight, y, cost, b, mix, clamp, remove, chunk_size=chunk,
+                                         num_items_in_batch=num_items), hidden, weight, b)
+
+
+def test_emo_with_the_live_head_as_cost_matches_plain():
+    """The ``adaptive`` variant: the cost embedding is the head being trained, detached."""
+    hidden, weight, _, labels = make_inputs(seed=7)
+    h, y, _ = kept_hidden(hidden, labels)
+    assert_same(lambda z: emo_loss(z, labels, weight.detach(), "emo1"),
+                lambda: chunked_emo_loss(h, weight, y, weight.detach(), mix="emo1", chunk_size=4), hidden, weight, None)
+
+
+@pytest.mark.parametrize("remove", [True, False])
+def test_emo_terms_match_plain(remove):
+    hidden, weight, b, labels = make_inputs(bias=True, seed=8)
+    h, y, _ = kept_hidden(hidden, labels)
+    emo, mle = emo_token_terms(logits_of(hidden, weight, b).detach(), labels, cost_embedding(), remove)
+    got = chunked_emo_terms(h.detach(), weight.detach(), y, cost_embedding(), b, remove, chunk_size=4)
+    torch.testing.assert_close(got, (emo.mean(), mle.mean()), **TOL)
+
+
+def test_emo_refuses_a_cost_embedding_with_gradient():
+    hidden, weight, _, labels = make_inputs()
+    h, y, _ = kept_hidden(hidden, labels)
+    with pytest.raises(ValueError, match="no gradient"):
+        chunked_emo_loss(h, weight, y, weight)
+
+
+@pytest.mark.parametrize("name", ["ce", "gem", "seq", "convex", "emo"])
 def test_single_kept_token(name):
     hidden, weight, b, labels = single_token_inputs()
     h, y, _ = kept_hidden(hidden, labels)
@@ -131,6 +181,8 @@ def test_single_kept_token(name):
         "seq": (lambda z: sequence_logps(z, labels), lambda: chunked_sequence_logps(hidden, labels, weight)),
         "convex": (lambda z: convex_loss(z, labels, 2.0, 0.1, "sentence"),
                    lambda: chunked_convex_loss(hidden, labels, weight, None, 2.0, 0.1, "sentence")),
+        "emo": (lambda z: emo_loss(z, labels, cost_embedding(), "emo1", 3.0),
+                lambda: chunked_emo_loss(h, weight, y, cost_embedding(), None, "emo1", 3.0, chunk_size=4)),
     }[name]
     assert_same(plain, chunked, hidden, weight, None)
 
