@@ -32,6 +32,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from any directory
 from src.losses.ce import ce_loss  # noqa: E402
 from src.losses.chunked import chunked_ce_loss, chunked_gem_loss, kept_hidden  # noqa: E402
+from src.losses.chunked_emo import chunked_emo_loss  # noqa: E402
 from src.losses.chunked_logprobs import chunked_convex_loss, chunked_sequence_logps  # noqa: E402
 from src.losses.convex import convex_loss  # noqa: E402
 from src.losses.emo import emo_loss  # noqa: E402
@@ -78,8 +79,10 @@ def official_hf_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(z.view(-1, z.size(-1)).float(), y.view(-1))
 
 
-def head_cases(chunk: int) -> dict:
-    """name -> ``f((hidden, W), labels)``; each loss plain (full logits) and chunked, ``ce`` plain first."""
+def head_cases(chunk: int, cost: torch.Tensor) -> dict:
+    """name -> ``f((hidden, W), labels)``; each loss plain (full logits) and chunked, ``ce`` plain first.
+
+    ``cost [V, D]``: EMO's cost embedding, a frozen copy of the head (``cost_embedding=fixed``)."""
 
     def plain(loss):
         return lambda x, y: loss(x[0] @ x[1].T, y)  # (B, T, V) logits, then the loss
@@ -104,6 +107,9 @@ def head_cases(chunk: int) -> dict:
         "convex (token, k=1, eps=0.1)": plain(lambda z, y: convex_loss(z, y, label_smoothing=0.1)),
         "convex (token, k=1, eps=0.1) chunked":
             lambda x, y: chunked_convex_loss(x[0], y, x[1], label_smoothing=0.1, chunk_size=chunk),
+        OFFICIAL_EMO: plain(lambda z, y: official_emo2(z, y, cost)),
+        OURS_EMO: plain(lambda z, y: emo_loss(z, y, cost)),
+        "emo2 chunked": kept(lambda h, w, t: chunked_emo_loss(h, w, t, cost, chunk_size=chunk)),
     }
 
 
@@ -202,12 +208,15 @@ def run_head(args) -> list[dict]:
         weight = (torch.randn(vocab, args.hidden, generator=g) / args.hidden**0.5).to(device).requires_grad_()
         labels = torch.randint(0, vocab, (BATCH, t), generator=g)
         labels[:, : 1 + int(args.prompt_frac * (t - 1))] = -100
-        cases = head_cases(args.chunk_size)
+        cost = weight.detach().clone()  # an input like W: allocated before, not counted
+        cases = head_cases(args.chunk_size, cost)
+        if args.cases:  # ce stays: every ratio's denominator
+            cases = {k: f for k, f in cases.items() if k == "ce" or any(c in k for c in args.cases)}
         results = measure(cases, (hidden, weight), labels.to(device), args.reps, args.warmup)
         for name, (ms, mib) in results.items():
             rows.append(dict(loss=name, vocab=vocab, dtype="float32", ms=ms, mib=mib, note=""))
             print(f"{vocab:>7} {name:<40} {ms:9.1f} ms {mib:9.1f} MiB", flush=True)
-        del hidden, weight
+        del hidden, weight, cost
     return rows
 
 
@@ -282,6 +291,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--head", action="store_true", help="include the LM head: plain vs chunked losses")
     p.add_argument("--chunk-size", type=int, default=1024, help="tokens per chunk of the chunked losses (--head)")
+    p.add_argument("--cases", nargs="*", default=None, help="only the losses whose name contains one of these (--head)")
     p.add_argument("--out", type=Path, default=Path("experiments/results/bench_losses.md"))
     args = p.parse_args(argv)
     on_cpu = args.device == "cpu"

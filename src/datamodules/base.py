@@ -63,6 +63,10 @@ class PostTrainDataModule(LightningDataModule):
     def collate_fn(self) -> Callable:
         raise NotImplementedError
 
+    def train_collate_fn(self) -> Callable:
+        """The training loader's collator (a packed one where the training rows are packed)."""
+        return self.collate_fn()
+
     # --- shared machinery ---------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         for split in ("train", "val"):
@@ -109,7 +113,7 @@ class PostTrainDataModule(LightningDataModule):
             order, self.batch_size, drop_last=False, window=self.accumulation_window(),
             token_counts=self.label_token_counts("train"), rank=rank, world=world,
         )
-        return ResumableLoader(dataset, batch_sampler=sampler, collate_fn=self.collate_fn(),
+        return ResumableLoader(dataset, batch_sampler=sampler, collate_fn=self.train_collate_fn(),
                                num_workers=self.num_workers, position=self.batches_done_this_epoch)
 
     def batches_done_this_epoch(self) -> int:

@@ -140,8 +140,8 @@ class InterleaveDataModule(LightningDataModule):
         """(Re)build both streams for this rank; positions carry over (a checkpoint's, or an earlier fit's)."""
         carried = self._pending or (self.state_dict() if self.streams else None)
         self.streams = {
-            name: CyclingStream(dm.datasets["train"], dm.batch_size, dm.collate_fn(), dm.label_token_counts("train"),
-                                dm.seed, rank, world, window)
+            name: CyclingStream(dm.datasets["train"], dm.batch_size, dm.train_collate_fn(),
+                                dm.label_token_counts("train"), dm.seed, rank, world, window)
             for name, dm in self.sources.items()
         }
         if carried:

@@ -6,8 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 from src.datamodules.base import PostTrainDataModule
+from src.datamodules.batching import EncodedDataset
 from src.datamodules.collate import SFTCollator
 from src.datamodules.encode import encode_segments
+from src.datamodules.packing import PackedCollator, pack_examples
 from src.datamodules.sources import train_val_rows
 from src.datamodules.templates import Segment, alpaca_prompt, chat_segments
 from src.utils.checks import require, require_choice
@@ -17,15 +19,19 @@ class SFTDataModule(PostTrainDataModule):
     """Rows from ``path`` (hub id or local file). ``val_split: null`` or a local file holds out ``val_size`` train
     rows instead (``sources.train_val_rows``). ``val_from`` takes the validation rows from another source of the same
     rows in the same order (the same seeded hold-out picks the same rows): SDFT validates on the original responses
-    of the rows it distilled, so its ``val/ce`` compares with plain SFT's."""
+    of the rows it distilled, so its ``val/ce`` compares with plain SFT's.
+
+    ``packing``: the training examples are packed into rows of up to ``max_length`` tokens, each document with its
+    own positions and attention (``src/datamodules/packing.py``); the same token losses with no padding to compute.
+    Packed once at setup, so an epoch shuffles the packed rows. Validation stays unpacked."""
 
     def __init__(
         self, path: str, name: str | None = None, train_split: str = "train", val_split: str | None = None,
-        val_size: int = 200, val_from: str | None = None, **kwargs: Any,
+        val_size: int = 200, val_from: str | None = None, packing: bool = False, **kwargs: Any,
     ):
         super().__init__(**kwargs)
         require(val_size >= 1, "data.val_size", val_size, "at least 1")
-        self.path, self.name, self.val_from = path, name, val_from
+        self.path, self.name, self.val_from, self.packing = path, name, val_from, packing
         self.train_split, self.val_split, self.val_size = train_split, val_split, val_size
         self.rows: tuple[Any, Any] | None = None  # (train, val), loaded together so they can be checked for overlap
 
@@ -49,8 +55,17 @@ class SFTDataModule(PostTrainDataModule):
             return segments
         return encode_segments(self.tokenizer, segments, self.max_length, self.prefix_ids)
 
+    def setup(self, stage: str | None = None) -> None:
+        fresh = "train" not in self.datasets
+        super().setup(stage)
+        if self.packing and fresh:
+            self.datasets["train"] = EncodedDataset(pack_examples(self.datasets["train"].examples, self.max_length))
+
     def collate_fn(self) -> Callable:
         return SFTCollator(self.tokenizer.pad_token_id)
+
+    def train_collate_fn(self) -> Callable:
+        return PackedCollator(self.tokenizer.pad_token_id) if self.packing else self.collate_fn()
 
 
 class AlpacaDataModule(SFTDataModule):

@@ -57,6 +57,7 @@ class NonFiniteLossError(FloatingPointError):
 class PostTrainModule(LightningModule):
     loss_is_ce = False  # True when the objective's value is the CE itself, so it is not computed twice
     supports_chunked = True  # False where the objective has no chunked loss (yet)
+    supports_packing = True  # False where the loss sums per row (a packed row holds several documents)
 
     def __init__(
         self,
@@ -89,11 +90,12 @@ class PostTrainModule(LightningModule):
     def on_model_built(self) -> None:
         """Hook for objectives that derive state from the fresh backbone (a reference copy, a cost embedding)."""
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (B, T, V)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(**model_inputs(input_ids, attention_mask, position_ids), use_cache=False).logits  # (B, T, V)
 
     def head_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                    labels: torch.Tensor) -> HeadInputs:
+                    labels: torch.Tensor, position_ids: torch.Tensor | None = None) -> HeadInputs:
         """The chunked path's forward: the backbone's last hidden state instead of its logits, and the LM head.
 
         Through the model's own ``forward`` (so a peft wrapper's hooks and adapters apply) with ``logits_to_keep=1``:
@@ -101,7 +103,7 @@ class PostTrainModule(LightningModule):
         final-normed state the head reads. A head that is not a plain ``nn.Linear`` (LoRA on ``lm_head``) or a
         model that post-processes its logits (soft-capping) would be computed wrongly, so they are refused.
         """
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+        out = self.model(**model_inputs(input_ids, attention_mask, position_ids), use_cache=False,
                          output_hidden_states=True, logits_to_keep=1)
         head = self.model.get_output_embeddings()
         if type(head) is not torch.nn.Linear or getattr(self.model.config, "final_logit_softcapping", None):
@@ -124,13 +126,16 @@ class PostTrainModule(LightningModule):
 
     def step(self, batch: dict[str, torch.Tensor], stage: str) -> StepResult:
         """One SFT-style step: forward, the objective, and the true CE and entropy for comparison."""
-        labels = batch["labels"]
+        labels, positions = batch["labels"], batch.get("position_ids")
+        if positions is not None and not self.supports_packing:
+            raise ValueError(f"{type(self).__name__} sums its loss per row, which a packed row (data.packing=true) "
+                             "shares between documents; use data.packing=false")
         denominator = self.token_denominator(batch) if stage == "train" else None
         if self.loss_impl == "chunked":
-            inputs = self.head_inputs(batch["input_ids"], batch["attention_mask"], labels)
+            inputs = self.head_inputs(batch["input_ids"], batch["attention_mask"], labels, positions)
             loss, metrics = self.chunked_objective(inputs, denominator)
         else:
-            logits = self(batch["input_ids"], batch["attention_mask"])
+            logits = self(batch["input_ids"], batch["attention_mask"], positions)
             loss, metrics = self.objective(logits, labels, denominator)
         kept = num_label_tokens(labels).clamp(min=1)
         # The logged loss is always this micro-batch's token mean, whatever normalised the gradient.
@@ -206,6 +211,15 @@ class PostTrainModule(LightningModule):
         steps = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = self.scheduler_factory(optimizer, num_training_steps=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def model_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                 position_ids: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
+    """The backbone's keyword inputs. Packed rows (``position_ids`` given) go without the attention mask: Hugging Face
+    models then attend within each document, which the positions delimit (``src/datamodules/packing.py``)."""
+    if position_ids is not None:
+        return {"input_ids": input_ids, "position_ids": position_ids}
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def predictive_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

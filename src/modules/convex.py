@@ -23,7 +23,11 @@ class ConvexModule(PostTrainModule):
     weights each sequence by its geometric-mean token probability, which is tiny for a model that cannot yet produce
     the data. The LLM recipe (``ictnlp/Convex-Learning`` ``LLM/train/run_convex.py``) has no warm start
     (``ce_warmup_steps: 0``). ``train/phase`` logs 0 during the CE warm start and 1 once the convex loss is on.
+    Packed rows (``data.packing=true``) are refused: ``p(y)^(k/L)`` is taken per row, which packing would make a row
+    of several documents.
     """
+
+    supports_packing = False
 
     def __init__(
         self,

@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
+from src.losses.chunked_emo import chunked_emo_loss, chunked_emo_terms
 from src.losses.emo import EMO_MIX, emo_loss, emo_token_terms
-from src.modules.base import Metrics, PostTrainModule
+from src.modules.base import HeadInputs, Metrics, PostTrainModule
 from src.utils.checks import require, require_choice
 
 COST_EMBEDDINGS = ("fixed", "adaptive", "external")
@@ -33,10 +34,9 @@ class EMOModule(PostTrainModule):
     equal to CE; ``mix="emo2"`` logs ``2 * emo``. On logged steps the token-mean transport cost is logged as ``emo``;
     the official ``mle`` term is the base's ``ce`` (taken from the same pass, not recomputed).
 
-    No chunked loss yet (``loss_impl=chunked`` is refused): its ``q E`` product would be accumulated per chunk too.
+    ``loss_impl=chunked`` computes the same loss from the hidden states and the head, a chunk of tokens at a time
+    (``src/losses/chunked_emo.py``), for every cost embedding (all are without gradient).
     """
-
-    supports_chunked = False
 
     def __init__(
         self,
@@ -87,6 +87,21 @@ class EMOModule(PostTrainModule):
             with torch.no_grad():  # one more [N, V] @ [V, D] matmul, only on steps that are written out
                 emo, mle = emo_token_terms(logits.detach(), labels, cost, self.remove_target_prob)  # (N,) each
             metrics.update(emo=emo.mean(), ce=mle.mean())  # giving "ce" spares the base a second pass
+        return loss, metrics
+
+    def chunked_objective(
+        self, inputs: HeadInputs, num_items_in_batch: torch.Tensor | None
+    ) -> tuple[torch.Tensor, Metrics]:
+        h, targets = inputs.kept()
+        cost = self.cost_matrix()
+        loss = chunked_emo_loss(h, inputs.weight, targets, cost, inputs.bias, self.mix, self.ratio_clamp,
+                                self.remove_target_prob, chunk_size=inputs.chunk_size,
+                                num_items_in_batch=num_items_in_batch)
+        metrics: Metrics = {}
+        if not self.training or self.logs_this_step():  # a no-grad pass, as the plain path's
+            emo, mle = chunked_emo_terms(h.detach(), inputs.weight.detach(), targets, cost, inputs.bias,
+                                         self.remove_target_prob, inputs.chunk_size)
+            metrics.update(emo=emo.float(), ce=mle.float())
         return loss, metrics
 
 

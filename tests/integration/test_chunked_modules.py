@@ -89,6 +89,9 @@ def assert_same_step(cls, tokenizer, batch, lora=None, tie=False, **hparams):
     (ConvexModule, {"order": 2.0, "label_smoothing": 0.1, "reduction": "sentence"}),
     (ConvexModule, {"ce_warmup_steps": 5}),
     (InterleaveModule, {}),
+    (EMOModule, {}),  # emo2, the cost embedding a frozen copy of the head
+    (EMOModule, {"mix": "emo1", "ratio_clamp": 3.0, "cost_embedding": "adaptive"}),
+    (EMOModule, {"mix": "emo1", "remove_target_prob": False}),
 ])
 def test_sft_objectives_chunked_equal_plain(cls, hparams, tokenizer, sft_batch):
     assert_same_step(cls, tokenizer, sft_batch, **hparams)
@@ -106,8 +109,11 @@ def test_dpo_chunked_equals_plain(hparams, tokenizer, pair_batch):
 
 
 def test_objective_without_a_chunked_loss_refuses_it(tokenizer):
-    with pytest.raises(ValueError, match=r"module.loss_impl='chunked'.*EMOModule has no chunked loss"):
-        EMOModule(model=None, optimizer=torch.optim.SGD, loss_impl="chunked")
+    class NoChunked(CEModule):
+        supports_chunked = False
+
+    with pytest.raises(ValueError, match=r"module.loss_impl='chunked'.*NoChunked has no chunked loss"):
+        NoChunked(model=None, optimizer=torch.optim.SGD, loss_impl="chunked")
     with pytest.raises(ValueError, match=r"module.loss_impl='fused'"):
         CEModule(model=None, optimizer=torch.optim.SGD, loss_impl="fused")
     with pytest.raises(ValueError, match=r"module.loss_chunk_size=0"):
