@@ -25,9 +25,10 @@ RUNS, RESULTS = HERE / "runs", HERE / "results"
 SEED_MODEL = ROOT / "cache" / "smollm2-135m-instruct-0.1.2"
 DATA = "/work/shared/data"
 STEPS, LR, VAL_ROWS = 30, 2e-4, 80  # sized to ~7 min per training at ~11 s/step (1 shared thread)
-DIV_PROMPTS, DIV_N, DIV_TOKENS = 16, 8, 64
+DIV_PROMPTS, DIV_N, DIV_TOKENS = 50, 8, 64
 DIVERSITY = ["distinct_1", "distinct_2", "distinct_3", "distinct_4", "self_bleu", "embedding_diversity"]
-GSM_PROMPTS, GSM_TOKENS = 32, 160  # one generate batch of 32
+GSM_PROMPTS, GSM_TOKENS = 100, 160
+VOTE_N, VOTE_T = 4, 0.6  # GSM8K samples per question for maj@k / pass@k (GEM's voting script: T 0.6, top_k 50)
 
 TRAIN = ["train.py", "experiment=sft_smollm2", f"data.path={DATA}/alpaca_2k.json", f"data.val_limit={VAL_ROWS}",
          f"trainer.max_steps={STEPS}"]
@@ -35,11 +36,25 @@ TRAIN = ["train.py", "experiment=sft_smollm2", f"data.path={DATA}/alpaca_2k.json
 # which is the same seed model as CE's.
 OBJECTIVES = {"ce": ["module=ce", f"module.optimizer.lr={LR}"],
               "gem": ["module=gem", "module.beta=0.7", f"module.optimizer.lr={LR}", "validate_before_fit=false"]}
-EVAL = ["evaluate.py", "eval=gem", "eval.tasks.gsm8k_voting=null", "cpu_threads=1",
-        f"eval.tasks.diversity.path={DATA}/poem_prompts.parquet", f"eval.tasks.diversity.limit={DIV_PROMPTS}",
-        f"eval.tasks.diversity.generation.n={DIV_N}", f"eval.tasks.diversity.generation.max_new_tokens={DIV_TOKENS}",
-        f"eval.tasks.gsm8k.path={DATA}/gsm8k_test.json", f"eval.tasks.gsm8k.limit={GSM_PROMPTS}",
-        f"eval.tasks.gsm8k.generation.max_new_tokens={GSM_TOKENS}"]
+# One evaluate.py call per task (the others dropped from the eval=gem suite), so each finished task is kept as a
+# phase of its own: a study stopped half-way resumes at the next unfinished task.
+TASKS = {
+    "gsm8k": [f"eval.tasks.gsm8k.path={DATA}/gsm8k_test.json", f"eval.tasks.gsm8k.limit={GSM_PROMPTS}",
+              f"eval.tasks.gsm8k.generation.max_new_tokens={GSM_TOKENS}"],
+    "diversity": [f"eval.tasks.diversity.path={DATA}/poem_prompts.parquet", f"eval.tasks.diversity.limit={DIV_PROMPTS}",
+                  f"eval.tasks.diversity.generation.n={DIV_N}",
+                  f"eval.tasks.diversity.generation.max_new_tokens={DIV_TOKENS}"],
+    "gsm8k_voting": [f"eval.tasks.gsm8k_voting.path={DATA}/gsm8k_test.json",
+                     f"eval.tasks.gsm8k_voting.limit={GSM_PROMPTS}", f"eval.tasks.gsm8k_voting.generation.n={VOTE_N}",
+                     f"eval.tasks.gsm8k_voting.generation.temperature={VOTE_T}",
+                     f"eval.tasks.gsm8k_voting.generation.max_new_tokens={GSM_TOKENS}"],
+}
+
+
+def eval_args(task: str) -> list[str]:
+    return ["evaluate.py", "eval=gem", "cpu_threads=1", *(f"eval.tasks.{t}=null" for t in TASKS if t != task),
+            *TASKS[task]]
+
 
 # The held-out rows of the training runs (evaluate.yaml's seed 42 = train.yaml's), first VAL_ROWS of them.
 PPL = ["evaluate.py", "eval=ppl", "data@eval.data=alpaca", f"eval.data.path={DATA}/alpaca_2k.json", "cpu_threads=1",
@@ -76,11 +91,13 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     timing = {f"train_{k}": phase(k, [*TRAIN, *v]) for k, v in OBJECTIVES.items()}
     models = {"seed": str(SEED_MODEL), "ce": str(RUNS / "ce"), "gem": str(RUNS / "gem")}
-    timing |= {f"eval_{k}": phase(f"eval_{k}", [*EVAL, f"model_path={v}"]) for k, v in models.items()}
+    for task in TASKS:  # every model on one task before the next: a partial study still compares models
+        timing |= {f"eval_{task}_{k}": phase(f"eval_{task}_{k}", [*eval_args(task), f"model_path={v}"])
+                   for k, v in models.items()}
     timing |= {f"ppl_{k}": phase(f"ppl_{k}", [*PPL, f"model_path={v}"]) for k, v in models.items()}
     train_ppl = {"seed": val_ppl("ce")[0], "ce": val_ppl("ce")[1], "gem": val_ppl("gem")[1]}
-    metrics = {m: {"val_ppl": read(f"ppl_{m}")["ppl/ppl"], "train_val_ppl": train_ppl[m], **read(f"eval_{m}")}
-               for m in models}
+    metrics = {m: {"val_ppl": read(f"ppl_{m}")["ppl/ppl"], "train_val_ppl": train_ppl[m],
+                   **{k: v for t in TASKS for k, v in read(f"eval_{t}_{m}").items()}} for m in models}
     (RESULTS / "metrics.json").write_text(json.dumps({"metrics": metrics, "seconds": timing}, indent=2))
     plot(metrics)
     print(table(metrics))
@@ -88,7 +105,8 @@ def main() -> None:
 
 def table(metrics: dict[str, dict]) -> str:
     """The results.md table: one row per model."""
-    cols = ["val_ppl", *(f"diversity/{k}" for k in DIVERSITY), "gsm8k/accuracy"]
+    cols = ["val_ppl", *(f"diversity/{k}" for k in DIVERSITY), "gsm8k/accuracy",
+            *(f"gsm8k_voting/{k}@{VOTE_N}" for k in ("pass", "maj")), "gsm8k_voting/pass@1"]
     lines = ["| model | " + " | ".join(c.split("/")[-1] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for model, m in metrics.items():
         lines.append(f"| {model} | " + " | ".join(f"{m.get(c, float('nan')):.4f}" for c in cols) + " |")
