@@ -16,12 +16,14 @@ import torch
 from omegaconf import DictConfig
 
 from src.callbacks.precision_guard import HalfPrecisionGuard
+from src.callbacks.rng_state import RNGState
 from src.configs import register_configs
 from src.eval.after_fit import evaluate_after_fit
 from src.sdft.training import distill_for_training
 from src.utils.cli import run_with_key_help
 from src.utils.instantiate import instantiate, instantiate_all
 from src.utils.preflight import preflight
+from src.utils.ranks import job_ranks
 from src.utils.resume import resolve_ckpt_path
 from src.utils.run import announce_run, finish_run, log_config
 
@@ -44,7 +46,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     backbone = instantiate(cfg.model, tokenizer=datamodule.tokenizer)
     module = instantiate(cfg.module, model=backbone)
-    callbacks = instantiate_all(cfg.get("callbacks")) + [HalfPrecisionGuard(cfg.pure_half_precision)]
+    # Always on: the precision check, and the random state in checkpoints (dropout resumes exactly).
+    callbacks = instantiate_all(cfg.get("callbacks")) + [HalfPrecisionGuard(cfg.pure_half_precision), RNGState()]
     loggers = instantiate_all(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log_config(cfg, trainer)
@@ -60,7 +63,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    with job_ranks(ROOT / "train.py"):  # DDP's ranks 1.. run this job's values, also in a sweep (src/utils/ranks.py)
+        metrics = train(cfg)
     return metrics.get(cfg.optimized_metric)
 
 

@@ -32,7 +32,8 @@ from src.eval.tradeoff import load_run, markdown, plot, summarize  # noqa: E402
 from src.interleave.optima import write_optima  # noqa: E402
 
 # Short runs for a shared 2-core CPU: no exports or checkpoints, a validation every eighth of the run.
-COMMON = ["callbacks.hf_export=null", "callbacks.model_checkpoint=null", "callbacks.progress_bar=null",
+COMMON = ["callbacks.hf_export=null", "callbacks.model_checkpoint=null", "callbacks.last_checkpoint=null",
+          "callbacks.progress_bar=null",
           "++trainer.enable_checkpointing=false", "++trainer.enable_model_summary=false"]
 
 

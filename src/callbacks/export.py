@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_only
+
+from src.modules.sharding import gather_backbone
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,16 @@ class HFExport(Callback):
         self.dirpath, self.merge_lora = dirpath, merge_lora
         self.exported: Path | None = None
 
-    @rank_zero_only
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.fast_dev_run:  # a wiring check: one step of weights is not a model anyone should load
-            log.info("fast_dev_run: skipping the Hugging Face export to %s", self.dirpath)
+            if trainer.is_global_zero:
+                log.info("fast_dev_run: skipping the Hugging Face export to %s", self.dirpath)
+            return
+        model = pl_module.model
+        if pl_module.device_mesh is not None:  # FSDP2: every rank gathers its shards, rank 0 gets the whole model
+            model = gather_backbone(model, pl_module.model_factory, trainer.global_rank)
+        if not trainer.is_global_zero:
             return
         tokenizer = getattr(trainer.datamodule, "tokenizer", None)
-        self.exported = export_hf(pl_module.model, tokenizer, self.dirpath, self.merge_lora)
+        self.exported = export_hf(model, tokenizer, self.dirpath, self.merge_lora)
         log.info("exported Hugging Face model and tokenizer to %s", self.exported)

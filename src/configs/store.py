@@ -1,7 +1,8 @@
 """Every config option that builds a project (or torch) object, generated from its signature: one line per option.
 
 Groups: ``model/``, ``module/`` (with ``module/optimizer/`` and ``module/scheduler/``), ``data/``, ``interleave/``,
-and ``callback/`` (single callbacks that the YAML ``callbacks/`` sets place, e.g. ``/callback/task_accuracy@...``).
+``callback/`` (single callbacks that the YAML ``callbacks/`` sets place, e.g. ``/callback/task_accuracy@...``) and
+``strategy/`` (placed by ``conf/trainer/fsdp2.yaml``).
 The YAML files in ``conf/`` compose these and set what an experiment changes. ``register_configs()`` must run
 before Hydra composes (``train.py`` calls it at import; so does the test helper).
 """
@@ -52,6 +53,7 @@ from src.modules.interleave import InterleaveModule
 from src.modules.lr_schedules import warmup_schedule
 from src.sdft.filters import FILTERS
 from src.sdft.stage import distill
+from src.utils.strategies import FSDP2Strategy
 
 # Hub datasets use the backbone's tokenizer unless data.tokenizer says otherwise; the toy ones use the toy BPE.
 MODEL_TOKENIZER = "${oc.select:model.name_or_path,toy}"
@@ -140,6 +142,11 @@ def _evals(store) -> None:
     store(node(HarnessTask, tasks=list(HARNESS_SUITE)), group="eval", name="lm_eval")
 
 
+def _strategies(store) -> None:
+    """``strategy/``: Lightning strategies with settings of their own, placed by ``conf/trainer/*.yaml``."""
+    store(node(FSDP2Strategy), group="strategy", name="fsdp2")
+
+
 def _distill(store) -> None:
     """``conf/distill/``: the SDFT stage's settings (its signature) and the filter options it lists."""
     sdft_decoding = node(Sampling, temperature=0.95, top_p=0.7, top_k=50, max_new_tokens=512, batch_size=16)
@@ -155,6 +162,6 @@ def register_configs() -> None:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
     store = ZenStore(name="posttrain", overwrite_ok=True)
-    for part in (_models, _modules, _data, _schedules, _callbacks, _evals, _distill):
+    for part in (_models, _modules, _data, _schedules, _callbacks, _evals, _strategies, _distill):
         part(store)
     store.add_to_hydra_store(overwrite_ok=True)

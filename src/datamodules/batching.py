@@ -78,6 +78,9 @@ class ResumableLoader(DataLoader):
     """
 
     def __init__(self, *args: Any, position: Callable[[], int], **kwargs: Any):
+        # Each epoch's iterator draws a (worker) seed; from its own generator, so that a new epoch leaves the global
+        # random state (dropout's) as it was, as a resumed run's restored state assumes (src/callbacks/rng_state.py).
+        kwargs.setdefault("generator", torch.Generator().manual_seed(0))
         super().__init__(*args, **kwargs)
         self.position = position
 

@@ -163,8 +163,11 @@ class InterleaveDataModule(LightningDataModule):
 
     def probe_batches(self) -> dict[str, list[Batch]]:
         if self._probes is None:
-            self._probes = {name: list(islice(self.sources[name].val_dataloader(), self.probe_batches_per_objective))
-                            for name in self.STREAMS}
+            # Loading them draws a loader seed from the global RNG; forked, so a resumed run, which loads them at its
+            # first refresh rather than at step 0, draws the same dropout masks as the uninterrupted run.
+            with torch.random.fork_rng(devices=[]):
+                self._probes = {name: list(islice(self.sources[name].val_dataloader(),
+                                                  self.probe_batches_per_objective)) for name in self.STREAMS}
         return self._probes
 
     def coverage(self) -> dict[str, float]:

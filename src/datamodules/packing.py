@@ -70,4 +70,5 @@ class PackedCollator(SFTCollator):
         length = batch["input_ids"].shape[1]
         positions = [ex["position_ids"] + list(range(length - len(ex["position_ids"]))) for ex in examples]
         batch["position_ids"] = torch.tensor(positions, dtype=torch.long)  # (B, T)
+        batch["num_documents"] = torch.tensor([ex["num_documents"] for ex in examples])  # (B,): samples, for rates
         return batch

@@ -49,17 +49,16 @@ def _from_run(run: Path, dtype: str) -> tuple[Any, Any]:
         log.info("model_path=%s: loading its Hugging Face export hf/", run)
         return load_model(str(run / "hf"), dtype, device="cpu")
     ckpt = run / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
+    if not ckpt.exists():  # a file, or trainer=fsdp2's directory of shards
         raise FileNotFoundError(f"model_path={run}: the run has neither hf/ (the export) nor checkpoints/last.ckpt")
     log.info("model_path=%s: no hf/ export, rebuilding the backbone from its config and %s", run, ckpt)
     from omegaconf import OmegaConf
 
+    from src.utils.convert_checkpoint import load_backbone_weights
     from src.utils.instantiate import backbone_from_config
 
     model, tokenizer = backbone_from_config(OmegaConf.load(run / ".hydra" / "config.yaml"))
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    weights = {key[len("model."):]: value for key, value in state.items() if key.startswith("model.")}
-    model.load_state_dict(weights)
+    load_backbone_weights(model, ckpt)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     return model, tokenizer

@@ -16,10 +16,13 @@ from typing import Any, NamedTuple
 
 import torch
 from lightning.pytorch import LightningModule
+from torch.distributed.tensor import DTensor
 
 from src.losses.ce import ce_loss
 from src.losses.chunked import chunked_ce_and_entropy, kept_hidden
 from src.losses.logprobs import IGNORE_INDEX, num_label_tokens, shift_labels
+from src.modules.head import last_hidden_and_head, model_inputs
+from src.modules.sharding import ShardingSettings, shard_module, unsaved_parameters
 from src.utils.checks import require, require_choice
 
 LOSS_IMPLS = ("plain", "chunked")
@@ -58,6 +61,7 @@ class PostTrainModule(LightningModule):
     loss_is_ce = False  # True when the objective's value is the CE itself, so it is not computed twice
     supports_chunked = True  # False where the objective has no chunked loss (yet)
     supports_packing = True  # False where the loss sums per row (a packed row holds several documents)
+    loss_per_token = True  # train/loss is a token mean (ranks weighted by tokens); False: a per-example mean
 
     def __init__(
         self,
@@ -82,10 +86,19 @@ class PostTrainModule(LightningModule):
 
     # --- model ------------------------------------------------------------------------------------------------
     def configure_model(self) -> None:
-        """Build the backbone once (Lightning calls this inside the strategy's init context)."""
+        """Build the backbone once (Lightning calls this inside the strategy's init context). Under
+        ``ModelParallelStrategy`` (``trainer=fsdp2``, which sets ``device_mesh``) shard it with FSDP2 after
+        ``on_model_built``, so derived state (a reference copy, a cost embedding) is taken from full weights."""
         if self.model is None:
             self.model = self.model_factory()
             self.on_model_built()
+            if self.device_mesh is not None:
+                # Lightning's loader of full checkpoints under ModelParallelStrategy checks every parameter by name,
+                # past load_state_dict's hooks: weights a module never saves (DPO's frozen copy, rebuilt and
+                # fingerprint-checked on resume) would fail it, so those modules load non-strictly.
+                self.strict_loading = not unsaved_parameters(self)
+                settings = getattr(self.trainer.strategy, "sharding", None) or ShardingSettings()
+                shard_module(self, self.device_mesh, settings)
 
     def on_model_built(self) -> None:
         """Hook for objectives that derive state from the fresh backbone (a reference copy, a cost embedding)."""
@@ -96,20 +109,13 @@ class PostTrainModule(LightningModule):
 
     def head_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                     labels: torch.Tensor, position_ids: torch.Tensor | None = None) -> HeadInputs:
-        """The chunked path's forward: the backbone's last hidden state instead of its logits, and the LM head.
-
-        Through the model's own ``forward`` (so a peft wrapper's hooks and adapters apply) with ``logits_to_keep=1``:
-        Hugging Face causal LMs then project only the last position, ``[B, 1, V]``. ``hidden_states[-1]`` is the
-        final-normed state the head reads. A head that is not a plain ``nn.Linear`` (LoRA on ``lm_head``) or a
-        model that post-processes its logits (soft-capping) would be computed wrongly, so they are refused.
-        """
-        out = self.model(**model_inputs(input_ids, attention_mask, position_ids), use_cache=False,
-                         output_hidden_states=True, logits_to_keep=1)
-        head = self.model.get_output_embeddings()
-        if type(head) is not torch.nn.Linear or getattr(self.model.config, "final_logit_softcapping", None):
-            raise ValueError(f"module.loss_impl='chunked' needs a plain nn.Linear LM head without logit soft-capping, "
-                             f"got {type(head).__name__}; use module.loss_impl=plain")
-        return HeadInputs(out.hidden_states[-1], labels, head.weight, head.bias, self.loss_chunk_size)
+        """The chunked path's forward: the backbone's last hidden state instead of its logits, and the LM head
+        (:func:`src.modules.head.last_hidden_and_head`)."""
+        hidden, head = last_hidden_and_head(self.model, input_ids, attention_mask, position_ids)
+        if isinstance(head.weight, DTensor):  # FSDP2 keeps the root unit (the head) unsharded from forward to backward
+            raise ValueError("module.loss_impl='chunked' under FSDP2 needs the LM head unsharded after the forward, "
+                             "and it is sharded here; use module.loss_impl=plain")
+        return HeadInputs(hidden, labels, head.weight, head.bias, self.loss_chunk_size)
 
     # --- the objective -------------------------------------------------------------------------------------------
     def objective(
@@ -172,9 +178,18 @@ class PostTrainModule(LightningModule):
         scale = self.trainer.accumulate_grad_batches * self.trainer.world_size
         return (total / scale).clamp(min=1.0 / scale)
 
+    def across_ranks(self, value: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The ``weight``-weighted mean of a 0-d ``value`` over all ranks: with token counts as weights, the token
+        mean of the global micro-batch, so W ranks at batch b log what one process at W*b logs."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return value
+        weight = weight.float()
+        sums = self.trainer.strategy.reduce(torch.stack([value.float() * weight, weight]), reduce_op="sum")  # (2,)
+        return sums[0] / sums[1].clamp(min=1e-12)
+
     # --- Lightning hooks -------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, _, metrics = self.step(batch, "train")
+        loss, tokens, metrics = self.step(batch, "train")
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite train/loss ({loss.item()}) at global step {self.global_step}, batch {batch_idx}; "
@@ -182,7 +197,8 @@ class PostTrainModule(LightningModule):
                 "check the data, or use fp32/bf16 instead of fp16."
             )
         size = batch_size_of(batch)
-        self.log("train/loss", metrics.pop("loss"), prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
+        logged = self.across_ranks(metrics.pop("loss"), tokens if self.loss_per_token else torch.ones_like(tokens))
+        self.log("train/loss", logged, prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
         self.log_dict({f"train/{k}": v for k, v in metrics.items()}, on_step=True, on_epoch=False, batch_size=size)
         return loss
 
@@ -211,15 +227,6 @@ class PostTrainModule(LightningModule):
         steps = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = self.scheduler_factory(optimizer, num_training_steps=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def model_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                 position_ids: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
-    """The backbone's keyword inputs. Packed rows (``position_ids`` given) go without the attention mask: Hugging Face
-    models then attend within each document, which the positions delimit (``src/datamodules/packing.py``)."""
-    if position_ids is not None:
-        return {"input_ids": input_ids, "position_ids": position_ids}
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def predictive_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

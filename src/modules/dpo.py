@@ -23,6 +23,8 @@ from src.modules.reference import Reference, prepare_for_trainer
 
 
 class DPOModule(PostTrainModule):
+    loss_per_token = False  # train/loss is a mean over pairs
+
     def __init__(
         self,
         model: Callable[[], torch.nn.Module],
@@ -45,7 +47,7 @@ class DPOModule(PostTrainModule):
         self.reference: Reference | None = None
 
     def on_model_built(self) -> None:
-        self.reference = build_dpo_reference(self.settings, self.model)
+        self.reference = build_dpo_reference(self.settings, self)
 
     def step(self, batch: dict[str, torch.Tensor], stage: str) -> StepResult:
         return dpo_step(self, self.settings, self.reference, batch, stage)

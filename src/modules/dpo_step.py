@@ -131,9 +131,12 @@ def mean_logit_from_hidden(inputs: HeadInputs) -> torch.Tensor:
 
 
 # --- the reference's lifecycle: built from the fresh backbone, its state carried in checkpoints ----------------------
-def build_dpo_reference(settings: DPOSettings, policy: torch.nn.Module) -> Reference | None:
-    """The reference ``settings`` ask for, built from ``policy`` before its first update (``on_model_built``)."""
-    return build_reference(settings.reference, policy, settings.average_logps, settings.reference_cache_dir)
+def build_dpo_reference(settings: DPOSettings, module: PostTrainModule) -> Reference | None:
+    """The reference ``settings`` ask for, built from ``module.model`` before its first update (``on_model_built``);
+    chunked like the policy's own log-probs under ``module.loss_impl=chunked``."""
+    chunk_size = module.loss_chunk_size if module.loss_impl == "chunked" else None
+    return build_reference(settings.reference, module.model, settings.average_logps, settings.reference_cache_dir,
+                           chunk_size)
 
 
 def save_reference_state(reference: Reference | None, checkpoint: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ import torch
 from src.losses.chunked_emo import chunked_emo_loss, chunked_emo_terms
 from src.losses.emo import EMO_MIX, emo_loss, emo_token_terms
 from src.modules.base import HeadInputs, Metrics, PostTrainModule
+from src.modules.sharding import full_tensor
 from src.utils.checks import require, require_choice
 
 COST_EMBEDDINGS = ("fixed", "adaptive", "external")
@@ -30,9 +31,11 @@ class EMOModule(PostTrainModule):
     - ``external``: another model's head (the LoRA continual script uses Llama-2-13B's for a 7B), from a Hugging Face
       model path or a ``torch.save``-d ``[V, D]`` tensor (``.pt``/``.pth``/``.bin``); persistent like ``fixed``.
 
-    Under LoRA the head is not trained, so ``fixed`` and ``adaptive`` coincide. ``mix="emo1"`` keeps the loss value
-    equal to CE; ``mix="emo2"`` logs ``2 * emo``. On logged steps the token-mean transport cost is logged as ``emo``;
-    the official ``mle`` term is the base's ``ce`` (taken from the same pass, not recomputed).
+    Under LoRA the head is not trained, so ``fixed`` and ``adaptive`` coincide. Under FSDP2 ``fixed`` is copied
+    before sharding and stays a full tensor on every rank; ``adaptive`` gathers the sharded head each step.
+    ``mix="emo1"`` keeps the loss value equal to CE; ``mix="emo2"`` logs ``2 * emo``. On logged steps the token-mean
+    transport cost is logged as ``emo``; the official ``mle`` term is the base's ``ce`` (taken from the same pass, not
+    recomputed).
 
     ``loss_impl=chunked`` computes the same loss from the hidden states and the head, a chunk of tokens at a time
     (``src/losses/chunked_emo.py``), for every cost embedding (all are without gradient).
@@ -72,8 +75,8 @@ class EMOModule(PostTrainModule):
 
     def cost_matrix(self) -> torch.Tensor:
         """The ``[V, D]`` matrix the transport cost uses this step."""
-        if self.cost_source == "adaptive":
-            return self.model.get_output_embeddings().weight.detach()
+        if self.cost_source == "adaptive":  # under FSDP2 the head is a sharded DTensor: every rank gathers it
+            return full_tensor(self.model.get_output_embeddings().weight.detach())
         return self.cost_embedding
 
     def objective(

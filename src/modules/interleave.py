@@ -85,7 +85,7 @@ class InterleaveModule(PostTrainModule):
         return super().step(batch, stage)
 
     def on_model_built(self) -> None:
-        self.reference = build_dpo_reference(self.settings, self.model)
+        self.reference = build_dpo_reference(self.settings, self)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         save_reference_state(self.reference, checkpoint)
@@ -121,6 +121,7 @@ class InterleaveModule(PostTrainModule):
         """``batch`` is a placeholder; each objective in this window's weights pulls its own batch."""
         if batch_idx % self.trainer.accumulate_grad_batches == 0:  # a window starts: adopt the latest request
             self.window_weights, self.window_losses = dict(self.requested), {}
+            forget_last_step_metrics(self.trainer)
         total = torch.zeros((), device=self.device)
         for objective, weight in self.window_weights.items():
             real = self.next_batch(objective)
@@ -133,7 +134,10 @@ class InterleaveModule(PostTrainModule):
             self.log_dict({f"train/{k}": v for k, v in named(objective, metrics).items()}, on_step=True,
                           on_epoch=False, batch_size=batch_size_of(real))
             total = total + weight * loss
-        self.log("train/loss", total.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+        # Each rank's total is already scaled to its share of the global token count (or is a pair mean over equal
+        # shares), so the plain mean over ranks is the one-process value.
+        self.log("train/loss", total.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=1,
+                 sync_dist=True)
         coverage = self.trainer.datamodule.coverage()
         self.log_dict({f"data/{k}_epochs": v for k, v in coverage.items()}, on_step=True, on_epoch=False, batch_size=1)
         return total
@@ -165,6 +169,20 @@ class InterleaveModule(PostTrainModule):
         view = SimpleNamespace(datamodule=sources["dpo"], precision=self.trainer.precision,
                                precision_plugin=self.trainer.precision_plugin)
         prepare_for_trainer(self.reference, self.model, view)
+
+
+def forget_last_step_metrics(trainer: Any) -> None:
+    """Drop the values ``training_step`` logged in earlier steps, so a step's row holds only what that step logged.
+
+    Lightning writes every metric logged so far this epoch into each step's row, with its last value: a DPO step's
+    row would repeat the previous SFT step's ``train/sft_loss`` as if it were measured then, and a resumed run (whose
+    record starts empty) would log a different history than the uninterrupted one. Every metric ``training_step``
+    logs is on_step only, so nothing accumulates across steps. Lightning has no public call for this (2.6: the
+    loop's ``_ResultCollection``; ``metrics=False`` resets the plain tensors, the only kind logged here).
+    """
+    results = getattr(trainer, "_results", None)
+    if results is not None:
+        results.reset(metrics=False, fx="training_step")
 
 
 def named(objective: str, metrics: Metrics) -> Metrics:

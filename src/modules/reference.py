@@ -6,7 +6,8 @@ builds one with :func:`build_reference` and never cares which it got.
 
 - ``copy``: a frozen deep copy of the initial policy (eval mode, no grad, outside the optimizer). Its weights are
   *not* written to checkpoints: on resume the model factory rebuilds them (the initial policy), and a fingerprint
-  stored in the checkpoint proves they came back identical.
+  stored in the checkpoint proves they came back identical. Under FSDP2 (``trainer=fsdp2``) the copy is sharded like
+  the policy (``src/modules/sharding.py``), so it costs 1/W of a model per rank.
 - ``adapter``: the policy itself under peft's ``disable_adapter()`` in eval mode and no_grad, i.e. the base model
   (TRL/torchtune's LoRA reference): no second copy in memory.
 - ``precomputed``: one no-grad pass of the initial policy over every train/val pair before training, cached on disk
@@ -31,7 +32,10 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import DataLoader
 
+from src.losses.chunked_logprobs import chunked_sequence_logps
 from src.losses.logprobs import concat_pairs, sequence_logps, split_pairs
+from src.modules.head import last_hidden_and_head
+from src.modules.sharding import full_tensor
 from src.utils.checks import require_choice
 
 log = logging.getLogger(__name__)
@@ -48,11 +52,21 @@ def pair_inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 @torch.no_grad()
-def pair_logps(model: torch.nn.Module, batch: Batch, average: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """One no-grad forward of ``model`` over the concatenated pair batch; ``([B], [B])`` chosen/rejected log-probs."""
+def pair_logps(model: torch.nn.Module, batch: Batch, average: bool,
+               chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One no-grad forward of ``model`` over the concatenated pair batch; ``([B], [B])`` chosen/rejected log-probs.
+
+    ``chunk_size`` (the policy's ``module.loss_impl=chunked``): from the last hidden states and the LM head, a chunk of
+    tokens at a time, so the reference never builds ``[2B, T, V]`` logits either.
+    """
     input_ids, attention_mask, labels = pair_inputs(batch)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (2B, T, V)
-    return split_pairs(sequence_logps(logits, labels, average=average).float())
+    if chunk_size is None:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (2B, T, V)
+        return split_pairs(sequence_logps(logits, labels, average=average).float())
+    hidden, head = last_hidden_and_head(model, input_ids, attention_mask)  # (2B, T, D)
+    bias = None if head.bias is None else full_tensor(head.bias)
+    sums = chunked_sequence_logps(hidden, labels, full_tensor(head.weight), bias, chunk_size, average)  # (2B,)
+    return split_pairs(sums.float())
 
 
 class Reference(Protocol):
@@ -67,10 +81,10 @@ class FrozenCopy(torch.nn.Module):
     """A frozen deep copy of the initial policy. A registered submodule, so it follows the policy's device and
     precision, but its weights are dropped from ``state_dict`` (a second full model per checkpoint is waste)."""
 
-    def __init__(self, policy: torch.nn.Module, average: bool):
+    def __init__(self, policy: torch.nn.Module, average: bool, chunk_size: int | None = None):
         super().__init__()
         self.model = copy.deepcopy(policy).eval().requires_grad_(False)
-        self.average = average
+        self.average, self.chunk_size = average, chunk_size
         self.fingerprint = model_fingerprint(self.model)
         self.register_state_dict_post_hook(_drop_keys_under_prefix)
         self.register_load_state_dict_pre_hook(_keep_current_weights)
@@ -79,7 +93,7 @@ class FrozenCopy(torch.nn.Module):
         return super().train(False)  # Lightning calls .train() on the whole module at fit start: stay in eval
 
     def logps(self, batch: Batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return pair_logps(self.model, batch, self.average)
+        return pair_logps(self.model, batch, self.average, self.chunk_size)
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"kind": "copy", "fingerprint": self.fingerprint}
@@ -108,7 +122,7 @@ def _keep_current_weights(module: torch.nn.Module, state_dict: dict, prefix: str
 class AdapterReference:
     """The LoRA policy with its adapters disabled: exactly the base model, no extra weights in memory."""
 
-    def __init__(self, policy: torch.nn.Module, average: bool):
+    def __init__(self, policy: torch.nn.Module, average: bool, chunk_size: int | None = None):
         if not (hasattr(policy, "disable_adapter") and getattr(policy, "peft_config", None)):
             raise ValueError(
                 "module.reference='adapter' needs a peft LoRA policy (reference = the base model with adapters "
@@ -116,13 +130,14 @@ class AdapterReference:
                 "(e.g. model.lora={r: 16, alpha: 16}) or use module.reference=copy|precomputed"
             )
         self.policy, self.average = policy, average  # a plain attribute: not registered twice in the module tree
+        self.chunk_size = chunk_size
 
     def logps(self, batch: Batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         was_training = self.policy.training
         self.policy.eval()  # no dropout, exactly like the frozen copy
         try:
             with self.policy.disable_adapter():
-                return pair_logps(self.policy, batch, self.average)
+                return pair_logps(self.policy, batch, self.average, self.chunk_size)
         finally:
             self.policy.train(was_training)
 
@@ -140,8 +155,9 @@ class PrecomputedReference:
     weights and settings), else from one no-grad pass of the policy *before its first update*.
     """
 
-    def __init__(self, policy: torch.nn.Module, average: bool, cache_dir: str | os.PathLike | None = None):
-        self.average = average
+    def __init__(self, policy: torch.nn.Module, average: bool, cache_dir: str | os.PathLike | None = None,
+                 chunk_size: int | None = None):
+        self.average, self.chunk_size = average, chunk_size
         self.model_fingerprint = model_fingerprint(policy)  # of the initial weights: taken before any update
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.tables: dict[str, torch.Tensor] = {}  # split -> (N, 2) float32 on CPU: [chosen, rejected]
@@ -150,6 +166,8 @@ class PrecomputedReference:
     def cache_path(self, examples: list[dict], tag: str) -> Path:
         key = {"data": examples_fingerprint(examples), "model": self.model_fingerprint, "average": self.average,
                "tag": tag}
+        if self.chunk_size is not None:  # the same numbers to rounding, but not the same computation
+            key["chunked"] = True
         return self.cache_dir / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]}.pt"
 
     def prepare(self, model: torch.nn.Module, splits: dict[str, list[dict]], collate_fn: Callable, batch_size: int,
@@ -187,10 +205,14 @@ class PrecomputedReference:
         was_training = model.training
         model.eval()
         try:
-            for batch in DataLoader(examples, batch_size=batch_size, shuffle=False, collate_fn=collate_fn):
+            # Its own generator: a cache miss must leave the global random state (dropout's) as a cache hit does.
+            loader = DataLoader(examples, batch_size=batch_size, shuffle=False, collate_fn=collate_fn,
+                                generator=torch.Generator())
+            for batch in loader:
                 index = _index_of(batch)
                 with context():
-                    chosen, rejected = pair_logps(model, {k: v.to(device) for k, v in batch.items()}, self.average)
+                    chosen, rejected = pair_logps(model, {k: v.to(device) for k, v in batch.items()}, self.average,
+                                                  self.chunk_size)
                 table[index] = torch.stack([chosen, rejected], dim=-1).cpu()  # (B, 2)
                 self.computed_batches += 1
         finally:
@@ -243,7 +265,7 @@ def model_fingerprint(model: torch.nn.Module, samples: int = 1024) -> str:
     """
     digest = hashlib.sha256(str(getattr(getattr(model, "config", None), "_name_or_path", "")).encode())
     for name, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().reshape(-1)
+        flat = full_tensor(tensor.detach()).reshape(-1)  # an FSDP2 shard: gathered, so every rank hashes the same
         digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
         if flat.numel():
             step = max(1, flat.numel() // samples)
@@ -278,14 +300,15 @@ def prepare_for_trainer(reference: Reference | None, policy: torch.nn.Module, tr
 
 
 def build_reference(
-    kind: str, policy: torch.nn.Module, average: bool, cache_dir: str | None = None
+    kind: str, policy: torch.nn.Module, average: bool, cache_dir: str | None = None, chunk_size: int | None = None
 ) -> Reference | None:
-    """The strategy named ``kind`` (``module.reference``) for ``policy``, built before its first update."""
+    """The strategy named ``kind`` (``module.reference``) for ``policy``, built before its first update; with
+    ``chunk_size`` its log-probs come from hidden states and the head in chunks (:func:`pair_logps`)."""
     require_choice("module.reference", kind, KINDS)
     if kind == "copy":
-        return FrozenCopy(policy, average)
+        return FrozenCopy(policy, average, chunk_size)
     if kind == "adapter":
-        return AdapterReference(policy, average)
+        return AdapterReference(policy, average, chunk_size)
     if kind == "precomputed":
-        return PrecomputedReference(policy, average, cache_dir)
+        return PrecomputedReference(policy, average, cache_dir, chunk_size)
     return None

@@ -17,7 +17,7 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     if path != "auto":
         return path
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    if last.is_file():
+    if last.exists():  # a file, or a directory of shards (trainer=fsdp2 with save_distributed_checkpoint)
         log.info("ckpt_path=auto: resuming from %s", last)
         return str(last)
     log.info("ckpt_path=auto: no checkpoint in %s yet, starting fresh", last.parent)

@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.export import HFExport
+from src.loggers.csv import checkpoint_step
 from src.utils.model_card import write_model_card
 
 log = logging.getLogger(__name__)
@@ -94,12 +95,15 @@ def comparison_table(history: dict[int, dict[str, float]]) -> str:
 
 def outputs_summary(trainer: Trainer, hf_dir: Path | None) -> str:
     """Where the run's checkpoints, metrics history and Hugging Face export are."""
-    ckpt = trainer.checkpoint_callback
+    ckpt = trainer.checkpoint_callback  # the first: model_checkpoint, the best by a metric
     best = getattr(ckpt, "best_model_path", "") or "none"
     if best != "none" and getattr(ckpt, "best_model_score", None) is not None:
         best += f" ({ckpt.monitor}={float(ckpt.best_model_score):.4f})"
+    # last.ckpt: a save_last file, or the newest file of a checkpoint callback without a metric (last_checkpoint)
+    last = [cb.last_model_path or (cb.best_model_path if cb.monitor is None else "")
+            for cb in trainer.checkpoint_callbacks]
     lines = [
-        f"checkpoint (last): {getattr(ckpt, 'last_model_path', '') or 'none'}",
+        f"checkpoint (last): {next((path for path in last if path), 'none')}",
         f"checkpoint (best): {best}",
         f"metrics.csv:       {metrics_csv(trainer) or 'none'}",
         f"hf export:         {hf_dir or 'none'}" + (" (with README.md model card)" if hf_dir else ""),
@@ -115,6 +119,8 @@ def exported_dir(trainer: Trainer) -> Path | None:
 def finish_run(cfg: DictConfig, trainer: Trainer) -> dict[str, float]:
     """After the final validation: ``metrics.json``, the export's model card, where everything is, and
     before/after. Returns the final metrics as plain floats."""
+    if resumed_at_its_end(cfg, trainer):
+        return finish_complete_run(cfg, trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     out = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
@@ -128,5 +134,30 @@ def finish_run(cfg: DictConfig, trainer: Trainer) -> dict[str, float]:
             write_model_card(hf_dir, resolved, final, command_line(), trainer.global_step)
         log.info("outputs:\n%s", outputs_summary(trainer, hf_dir))
         log.info("validation, before and after training:\n%s", comparison_table(history))
+    log.info("final metrics: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})
+    return metrics
+
+
+def resumed_at_its_end(cfg: DictConfig, trainer: Trainer) -> bool:
+    """A run resumed from a checkpoint that was already at its end (``ckpt_path=auto`` on a finished run): ``fit``
+    restored it and stopped at once, with no step and no validation."""
+    ckpt = cfg.get("ckpt_path")
+    validated = any(k.startswith("val/") for k in trainer.callback_metrics)
+    return bool(ckpt) and not validated and trainer.global_step == checkpoint_step(ckpt)
+
+
+def finish_complete_run(cfg: DictConfig, trainer: Trainer) -> dict[str, float]:
+    """Nothing was trained: keep the run's ``metrics.json`` and return it. If it is missing (killed after the last
+    checkpoint) or empty (written by a version that had this bug), rewrite it from the last validation in the CSV
+    history."""
+    path = Path(cfg.paths.output_dir) / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    log.info("the run was already complete at step %d (%s): nothing to train", trainer.global_step, cfg.ckpt_path)
+    if not metrics:
+        history = validation_history(trainer)
+        metrics = history[max(history)] if history else {}
+        if trainer.is_global_zero and metrics:
+            path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+            log.info("metrics.json rewritten from the last validation in the history (step %d)", max(history))
     log.info("final metrics: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})
     return metrics

@@ -19,6 +19,7 @@ from src.modules.dpo import DPOModule
 from src.modules.emo import EMOModule
 from src.modules.gem import GEMModule
 from src.modules.interleave import InterleaveModule
+from src.modules.reference import PrecomputedReference
 
 LORA = {"r": 4, "alpha": 8}
 
@@ -118,3 +119,34 @@ def test_objective_without_a_chunked_loss_refuses_it(tokenizer):
         CEModule(model=None, optimizer=torch.optim.SGD, loss_impl="fused")
     with pytest.raises(ValueError, match=r"module.loss_chunk_size=0"):
         CEModule(model=None, optimizer=torch.optim.SGD, loss_chunk_size=0)
+
+
+@pytest.mark.parametrize("reference, lora", [("copy", None), ("adapter", LORA)])
+def test_dpo_reference_is_chunked_with_the_policy(reference, lora, tokenizer, pair_batch):
+    """The reference's log-probs equal the plain ones, and its head projects one position per row, not ``[2B, T]``."""
+    logps = {}
+    for impl in ("plain", "chunked"):
+        module = build(DPOModule, tokenizer, impl, lora, reference=reference)
+        ref_model = module.reference.model if reference == "copy" else module.model
+        shapes = []
+        head = ref_model.get_output_embeddings()
+        hook = head.register_forward_hook(lambda m, i, out, seen=shapes: seen.append(out.shape))
+        logps[impl] = module.reference.logps(pair_batch, "val")
+        hook.remove()
+        assert shapes and all(shape[1] == (1 if impl == "chunked" else pair_batch["chosen_input_ids"].shape[1])
+                              for shape in shapes)
+    for plain, chunked in zip(logps["plain"], logps["chunked"]):
+        torch.testing.assert_close(chunked, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_precomputed_reference_is_chunked_and_keyed_apart(tokenizer, tmp_path):
+    dm = ToyWorldPreferenceDataModule(num_train=8, num_val=6, batch_size=4, eval_batch_size=4)
+    dm.setup("fit")
+    model = tiny_llama(tokenizer, hidden_size=32, num_layers=2, num_heads=2)
+    tables = {}
+    for chunk in (None, 7):
+        ref = PrecomputedReference(model, average=False, cache_dir=tmp_path, chunk_size=chunk)
+        ref.prepare(model, {"val": dm.datasets["val"].examples}, dm.collate_fn(), 4)
+        assert ref.computed_batches == 2  # the chunked table is not the plain one's cache entry
+        tables[chunk] = ref.tables["val"]
+    torch.testing.assert_close(tables[7], tables[None], rtol=1e-5, atol=1e-5)

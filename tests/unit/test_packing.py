@@ -45,6 +45,7 @@ def test_packed_rows_restart_positions_and_never_predict_across_documents():
                                                 "position_ids": [0, 1]}])
     assert batch["position_ids"][1].tolist() == [0, 1, 0, 1, 2, 3, 4, 5, 6]  # the padding: a document of its own
     assert batch["labels"][1, 2:].eq(IGNORE_INDEX).all() and batch["attention_mask"][1].tolist() == [1, 1] + [0] * 7
+    assert batch["num_documents"].tolist() == [3, 3]  # samples per row, for train/samples_per_sec
 
 
 @pytest.fixture(scope="module")
