@@ -140,12 +140,20 @@ def run_trl(args) -> dict:
     trainer = PreTokenized(model=model, ref_model=copy.deepcopy(model), args=config,
                            train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
 
+    collate, pairs = trainer.data_collator, []
+
+    def counting_collator(examples):
+        pairs.append(len(examples))  # the epoch's last batch may be short
+        return collate(examples)
+
+    trainer.data_collator = counting_collator
+
     class Timer(TrainerCallback):
         def on_step_begin(self, *a, **k):
             clock.begin()
 
         def on_step_end(self, *a, **k):
-            clock.end(PAIRS_PER_STEP)
+            clock.end(pairs[-1])
 
     trainer.add_callback(Timer())
     start = time.perf_counter()
