@@ -1,9 +1,10 @@
-"""GEM vs CE on SmolLM2-135M-Instruct (LoRA r8 q,v) on 2k Alpaca rows, scaled down to a shared 1-thread CPU.
+"""GEM vs CE on SmolLM2-135M-Instruct (LoRA r8 q,v) on 2k Alpaca rows, on a shared 1-thread CPU.
 
     OMP_NUM_THREADS=1 python experiments/smollm2_gem/run.py
 
 Trains CE and GEM (beta 0.7) with the same steps, lr, seed and data order, then evaluates the seed model and both
-runs on GSM8K (greedy) and poem-prompt diversity (``eval=gem`` suite, voting dropped), and on validation perplexity
+runs on GSM8K (greedy, and 4 samples for pass@k / maj@k) and poem-prompt diversity (the ``eval=gem`` suite, one task
+per phase), and on validation perplexity
 (``eval=ppl``, the seed-42 held-out rows). The training runs' own ``val/ppl`` is kept beside it as a cross-check
 (step 0 = the seed model: LoRA's B starts at zero).
 A phase whose run directory already has ``metrics.json`` is reused. Writes results/metrics.json and diversity.png;
