@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.bench_sft_trl import DATA, MODEL, SEED, TOKENIZER, TRL_PYTHON, Clock, peak_rss_mib  # noqa: E402
+from experiments.bench_sft_trl import DATA, MODEL, SEED, TOKENIZER, Clock, peak_rss_mib, run_worker  # noqa: E402
 
 MAX_LENGTH, PAIRS_PER_STEP, LR, BETA = 256, 4, 1e-5, 0.1
 SIDES = ("ours precomputed", "ours copy", "trl default")
@@ -169,15 +168,8 @@ def worker(args) -> None:
 
 
 def case(side: str, args, pairs: Path, tokenized: Path) -> dict:
-    python = str(TRL_PYTHON) if side.startswith("trl") else sys.executable
-    cmd = [python, __file__, "--worker", side, "--threads", str(args.threads), "--pairs-file", str(pairs),
-           "--tokenized", str(tokenized)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if out.returncode or line is None:
-        raise RuntimeError(f"{side} failed:\n{out.stderr[-4000:]}")
-    return json.loads(line[len("RESULT "):])
+    worker_args = ["--worker", side, "--pairs-file", str(pairs), "--tokenized", str(tokenized)]
+    return run_worker(side.startswith("trl"), __file__, worker_args, args.threads)
 
 
 def main() -> None:

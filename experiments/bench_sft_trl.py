@@ -165,16 +165,20 @@ def worker(args) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def case(side: str, packing: bool, args, examples: Path) -> dict:
-    python = str(TRL_PYTHON) if side == "trl" else sys.executable
-    cmd = [python, __file__, "--worker", side, "--threads", str(args.threads), "--docs", str(args.docs),
-           "--examples", str(examples)] + (["--packing"] if packing else [])
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+def run_worker(trl: bool, script: str, worker_args: list[str], threads: int) -> dict:
+    """One fresh process of ``script --worker ...`` (TRL's environment or this one); the dict it prints."""
+    cmd = [str(TRL_PYTHON) if trl else sys.executable, script, *worker_args, "--threads", str(threads)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
     if out.returncode or line is None:
-        raise RuntimeError(f"{side} packing={packing} failed:\n{out.stderr[-4000:]}")
+        raise RuntimeError(f"{' '.join(worker_args)} failed:\n{out.stderr[-4000:]}")
     return json.loads(line[len("RESULT "):])
+
+
+def case(side: str, packing: bool, args, examples: Path) -> dict:
+    worker_args = ["--worker", side, "--docs", str(args.docs), "--examples", str(examples)]
+    return run_worker(side == "trl", __file__, worker_args + (["--packing"] if packing else []), args.threads)
 
 
 def main() -> None:
