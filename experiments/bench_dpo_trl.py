@@ -1,6 +1,7 @@
 """DPO training throughput, this framework (precomputed and copy references) vs TRL's ``DPOTrainer`` default.
 
     python experiments/bench_dpo_trl.py [--pairs 128] [--threads 1] [--repeats 2] [--out experiments/results/x.md]
+                                        [--sides "ours packed" ...]
 
 TRL runs from its own environment, ``.venv-trl`` (see ``experiments/bench_sft_trl.py``). The same on every side: the
 model (``bench_sft_trl.MODEL``, ~30M parameters, SmolLM2 tokenizer, one seed), the same tokenized pairs, 4 pairs per
@@ -13,10 +14,11 @@ question). They are encoded once by this framework's ``UltraFeedbackPreferenceDa
 (its tokenization step skipped), so both sides see the same token ids.
 
 Sides: ours with ``module.reference=precomputed`` (one no-grad pass over the pairs before training, then no
-reference model) and with ``copy`` (a frozen copy, a live reference forward per step); TRL with its default (a live
-reference copy, ``precompute_ref_log_probs=False``). Throughput is pairs per second of the optimizer steps after two
-warm-up steps; "incl. setup" adds the precomputed reference's one-off pass. Each case in a fresh process, sides
-alternating; peak memory is the process's peak RSS.
+reference model) and with ``copy`` (a frozen copy, a live reference forward per step), and "ours packed": precomputed
+with ``data.packing=true`` (each step's 8 sequences in one padding-free row); TRL with its default (a live reference
+copy, ``precompute_ref_log_probs=False``). ``--sides`` runs a subset (without "trl default", no ratio column).
+Throughput is pairs per second of the optimizer steps after two warm-up steps; "incl. setup" adds the precomputed
+reference's one-off pass. Each case in a fresh process, sides alternating; peak memory is the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 from experiments.bench_sft_trl import DATA, MODEL, SEED, TOKENIZER, Clock, peak_rss_mib, run_worker  # noqa: E402
 
 MAX_LENGTH, PAIRS_PER_STEP, LR, BETA = 256, 4, 1e-5, 0.1
-SIDES = ("ours precomputed", "ours copy", "trl default")
+SIDES = ("ours precomputed", "ours copy", "ours packed", "trl default")
+OURS = {"ours precomputed": ("precomputed", False), "ours copy": ("copy", False), "ours packed": ("precomputed", True)}
 
 
 def write_pairs(path: Path, n: int) -> None:
@@ -50,12 +53,13 @@ def write_pairs(path: Path, n: int) -> None:
     path.write_text(json.dumps(pairs))
 
 
-def datamodule(pairs: Path):
+def datamodule(pairs: Path, packing: bool = False):
     from src.datamodules.preference import UltraFeedbackPreferenceDataModule
 
     # val_size 1: the local file's hold-out; every other pair trains.
     return UltraFeedbackPreferenceDataModule(path=str(pairs), val_split=None, val_size=1, tokenizer=str(TOKENIZER),
-                                             max_length=MAX_LENGTH, batch_size=PAIRS_PER_STEP, seed=SEED)
+                                             max_length=MAX_LENGTH, batch_size=PAIRS_PER_STEP, seed=SEED,
+                                             packing=packing)
 
 
 def dump_tokenized(pairs: Path, out: Path) -> None:
@@ -79,7 +83,7 @@ def build_model(tokenizer):
     return LlamaForCausalLM(config).float()
 
 
-def run_ours(args, reference: str) -> dict:
+def run_ours(args, reference: str, packing: bool) -> dict:
     from functools import partial
 
     import torch
@@ -88,7 +92,7 @@ def run_ours(args, reference: str) -> dict:
     from src.modules.dpo import DPOModule
 
     torch.set_num_threads(args.threads)
-    dm = datamodule(Path(args.pairs))
+    dm = datamodule(Path(args.pairs), packing)
     clock = Clock()
 
     class Timer(Callback):
@@ -96,7 +100,7 @@ def run_ours(args, reference: str) -> dict:
             clock.begin()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            clock.end(int(batch["chosen_input_ids"].shape[0]))
+            clock.end(int(batch["index"].shape[0]))  # pairs, padded or packed
 
     optimizer = partial(torch.optim.AdamW, lr=LR, fused=True)
     module = DPOModule(model=partial(build_model, dm.tokenizer), optimizer=optimizer, beta=BETA, reference=reference,
@@ -162,7 +166,7 @@ def run_trl(args) -> dict:
 
 
 def worker(args) -> None:
-    result = run_trl(args) if args.worker == "trl default" else run_ours(args, args.worker.split()[1])
+    result = run_trl(args) if args.worker == "trl default" else run_ours(args, *OURS[args.worker])
     result |= {"pairs_per_sec": result["pairs"] / max(result["seconds"], 1e-9), "peak_rss_mib": peak_rss_mib()}
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -178,6 +182,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "bench_dpo_trl_cpu.md")
+    p.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
     p.add_argument("--worker", choices=SIDES, default=None)
     p.add_argument("--pairs-file", dest="pairs_file", default=None)
     p.add_argument("--tokenized", default=None)
@@ -192,7 +197,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     load = [os.getloadavg()[0]]
     for _ in range(args.repeats):
-        for side in SIDES:
+        for side in args.sides:
             r = case(side, args, pairs, tokenized)
             print(side, r, flush=True)
             results.setdefault(side, []).append(r)
@@ -209,10 +214,12 @@ def report(results: dict[str, list[dict]], args, load) -> str:
     def med(side, key):
         return statistics.median(r[key] for r in results[side])
 
-    trl = med("trl default", "pairs_per_sec")
+    trl = med("trl default", "pairs_per_sec") if "trl default" in results else None
     lines = ["# DPO throughput: this framework vs TRL DPOTrainer", "",
              f"`python experiments/bench_dpo_trl.py --pairs {args.pairs} --threads {args.threads} "
-             f"--repeats {args.repeats}`", "",
+             f"--repeats {args.repeats}"
+             + ("" if list(args.sides) == list(SIDES) else " --sides " + " ".join(f'"{x}"' for x in args.sides))
+             + "`", "",
              f"- {platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), 1-min load average "
              f"{load[0]:.1f} at the start and {load[1]:.1f} at the end",
              f"- Llama from config {MODEL}, SmolLM2 tokenizer; {args.pairs} Alpaca pairs (rejected = the next row's "
@@ -220,9 +227,10 @@ def report(results: dict[str, list[dict]], args, load) -> str:
              f"beta {BETA}, fp32; median of {args.repeats} fresh processes", "",
              "| side | steps | pairs/s (training steps) | vs TRL | whole fit, s (incl. setup) | peak RSS (MiB) |",
              "|---|---:|---:|---:|---:|---:|"]
-    for side in SIDES:
+    for side in results:
         pps = med(side, "pairs_per_sec")
-        lines.append(f"| {side} | {results[side][0]['steps']} | {pps:.2f} | {pps / trl:.2f}x | "
+        ratio = f"{pps / trl:.2f}x" if trl else "n/a"
+        lines.append(f"| {side} | {results[side][0]['steps']} | {pps:.2f} | {ratio} | "
                      f"{med(side, 'fit_seconds'):.0f} | {med(side, 'peak_rss_mib'):.0f} |")
     return "\n".join(lines) + "\n"
 

@@ -6,8 +6,10 @@ One process, one model and data setup; every (repeat, method) is a fresh ``train
 steps from the same initial weights and seed, with the methods in a rotated order each repeat (interleaved repeats,
 so drift in machine load hits every method alike). lam = 0.5 everywhere: sequential trains SFT for the first half
 and DPO for the second, ALRIGHT "bresenham" alternates (the same number of DPO steps as sequential, so any gap is
-scheduling overhead), ALRIGHT "random" draws, MAXRIGHT picks by its gaps (optima 0) after held-out probes every 10
-steps, Mix computes both objectives every step.
+scheduling overhead), ALRIGHT "random" draws, MAXRIGHT picks by its gaps after held-out probes every 10 steps, Mix
+computes both objectives every step. MAXRIGHT's optima are measured first, as XRIGHT does: the held-out losses after
+``--steps`` SFT-only and DPO-only steps (ALRIGHT with lam 0 and 1). With optima 0 it would never train DPO here: the
+SFT gap (1 - lam) * CE ~ 1.5 nats always beats lam * DPO's <= ln 2.
 
 Step time is the scheduler callback's own measurement (``cost/train_seconds`` / steps: choice, probe, data pull,
 forward, backward, optimizer step); "fit" is the whole ``trainer.fit`` wall time per step (Lightning's loop
@@ -48,19 +50,20 @@ METHODS = {
     "sequential": lambda: Sequential(lam=LAM),
     "alright (bresenham)": lambda: Alright(lam=LAM, mode="bresenham"),
     "alright (random)": lambda: Alright(lam=LAM, seed=42),
-    "maxright": lambda: MaxRight(lam=LAM, refresh_every=10),
+    "maxright": lambda optima: MaxRight(lam=LAM, optima=optima, refresh_every=10),
     "mix": lambda: Mix(lam=LAM),
 }
 MODEL = dict(hidden_size=128, num_layers=4, num_heads=4)
 
 
-def fit_once(name: str, sources: tuple, args: argparse.Namespace) -> dict[str, float]:
+def fit_once(name: str, sources: tuple, args: argparse.Namespace, schedule=None) -> dict[str, float]:
     L.seed_everything(0, verbose=False)
     gc.collect()
     dm = InterleaveDataModule(*sources)  # fresh streams: every run sees the same data order
     module = InterleaveModule(model=partial(tiny_llama, dm.tokenizer, **MODEL),
                               optimizer=partial(torch.optim.AdamW, lr=1e-4, betas=(0.9, 0.95)))
-    scheduler = InterleaveScheduler(METHODS[name]())
+    schedule = schedule or (METHODS[name](args.optima) if name == "maxright" else METHODS[name]())
+    scheduler = InterleaveScheduler(schedule)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=args.steps, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                         gradient_clip_val=1.0, callbacks=[scheduler])
@@ -74,7 +77,14 @@ def fit_once(name: str, sources: tuple, args: argparse.Namespace) -> dict[str, f
             "sft_steps": steps["sft"], "dpo_steps": steps["dpo"],
             "sft_ms": 1000 * seconds.get("sft", 0.0) / max(steps["sft"], 1),
             "dpo_ms": 1000 * seconds.get("dpo", 0.0) / max(steps["dpo"], 1),
-            "probe_ms": 1000 * seconds["probe"] / args.steps, "mem_mb": max(scheduler.peaks.values()) - base_mb}
+            "probe_ms": 1000 * seconds["probe"] / args.steps, "mem_mb": max(scheduler.peaks.values()) - base_mb,
+            "held_out": {k: float(v) for k, v in module.probe_losses(dm.probe_batches()).items()}}
+
+
+def measure_optima(sources: tuple, args: argparse.Namespace) -> dict[str, float]:
+    """``{sft, dpo}``: the held-out losses after ``--steps`` steps of that objective alone (XRIGHT's optima runs)."""
+    return {obj: fit_once(obj, sources, args, Alright(lam=lam))["held_out"][obj]
+            for obj, lam in (("sft", 0.0), ("dpo", 1.0))}
 
 
 def table(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
@@ -84,7 +94,9 @@ def table(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
         f"CPU benchmark: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} thread(s), a shared machine. Tiny Llama {MODEL} from scratch, toy-world tasks "
         f"and style pairs, SFT micro-batch 12, 4 pairs (reference: frozen copy), AdamW, lam = {LAM}, {args.steps} "
-        f"optimizer steps per run, {args.repeats} interleaved repeats. Medians [min, max] over repeats; the ratios "
+        f"optimizer steps per run, {args.repeats} interleaved repeats. MAXRIGHT's optima (held-out losses after "
+        f"{args.steps} single-objective steps): SFT {args.optima['sft']:.3f}, DPO {args.optima['dpo']:.3f}. "
+        f"Medians [min, max] over repeats; the ratios "
         f"pair each run with the sequential run of its repeat. Sequential's own steps: SFT "
         f"{_median(seq, 'sft_ms'):.0f} ms, DPO {_median(seq, 'dpo_ms'):.0f} ms.",
         "",
@@ -131,6 +143,8 @@ def main() -> None:
     names = list(METHODS)
     results: dict[str, list[dict]] = {name: [] for name in names}
     fit_once("sequential", sources, argparse.Namespace(steps=4))  # warm-up: allocator, kernels, imports
+    args.optima = measure_optima(sources, args)
+    print("optima", args.optima, flush=True)
     for repeat in range(args.repeats):
         for name in names[repeat % len(names):] + names[: repeat % len(names)]:
             results[name].append(fit_once(name, sources, args))

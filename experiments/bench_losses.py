@@ -12,13 +12,16 @@ of the LM head is).
 ``--head`` measures the head as well, plain beside chunked (``--chunk-size``): leaf ``hidden [B, T, D]`` and
 ``W [V, D]`` go in, ``d loss / d (hidden, W)`` comes out. Plain builds ``logits = hidden W^T`` and runs the loss;
 chunked (``src/losses/chunked*.py``) never holds more than a chunk's logits. "ce (official: HF shift-logits)" is
-Hugging Face's pre-4.46 form, ``logits[:, :-1].contiguous()`` then ``F.cross_entropy``.
+Hugging Face's pre-4.46 form, ``logits[:, :-1].contiguous()`` then ``F.cross_entropy``. "ce cce" is Cut Cross-Entropy
+(``module.loss_impl=cce``, ``src/losses/fused_ce.py``; listed when ``cut-cross-entropy`` is installed): its Triton
+kernel on CUDA, torch.compile on CPU (compiled in the warm-up round).
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib.util
 import os
 import platform
 import statistics
@@ -36,12 +39,14 @@ from src.losses.chunked_emo import chunked_emo_loss  # noqa: E402
 from src.losses.chunked_logprobs import chunked_convex_loss, chunked_sequence_logps  # noqa: E402
 from src.losses.convex import convex_loss  # noqa: E402
 from src.losses.emo import emo_loss  # noqa: E402
+from src.losses.fused_ce import fused_ce_loss  # noqa: E402
 from src.losses.gem import gem_loss  # noqa: E402
 from src.losses.logprobs import sequence_logps  # noqa: E402
 from src.utils.machine import cpu_name  # noqa: E402
 
 BATCH = 4  # rows; tokens are spread over them
 OURS_EMO, OFFICIAL_EMO = "emo2 (ours: 1 matmul + gather)", "emo2 (official: 3 products)"
+HAS_CCE = importlib.util.find_spec("cut_cross_entropy") is not None  # the `kernels` extra
 CPU_TOKENS, CPU_HIDDEN = 256, 1024  # the CPU defaults: a 2-core CPU needs ~1 s per [256, 128k] @ [128k, 1024] matmul
 
 
@@ -73,6 +78,35 @@ def loss_cases(emb: torch.Tensor) -> dict:
     }
 
 
+def official_gem(logits: torch.Tensor, labels: torch.Tensor, beta: float = 0.7, scale: float = 0.01) -> torch.Tensor:
+    """liziniu/GEM ``SFTTrainer.gem_loss`` (``h = logsigmoid``), transcribed: the masked ``[N, V]`` logits, then
+    ``logits_diff``, the sigmoid weights, ``log_softmax``, ``q = softmax(z / beta)`` and their product,
+    each ``[N, V]``."""
+    z, y = logits[..., :-1, :].contiguous(), labels[..., 1:].contiguous()
+    mask = y != -100
+    z, y = z[mask], y[mask]  # (N, V), (N,)
+    with torch.no_grad():
+        weights = torch.sigmoid(scale * (z - z.gather(-1, y.unsqueeze(-1))))
+        q = torch.exp(F.log_softmax(z / beta, dim=-1))
+    logprobs = F.log_softmax(z, dim=-1)
+    loss = -torch.sum(q * weights * (logprobs.gather(-1, y.unsqueeze(-1)) - logprobs), dim=-1)
+    return loss.mean()
+
+
+def official_convex(logits: torch.Tensor, labels: torch.Tensor, k: float = 1.0, eps: float = 0.1) -> torch.Tensor:
+    """ictnlp/Convex-Learning fairseq ``compute_convex_loss`` (token reduction, label smoothing ``eps``), transcribed:
+    ``log_softmax`` over the whole ``[B, T-1, V]`` (padding and prompt included), then the gathers and the smoothing
+    sum."""
+    lprobs = F.log_softmax(logits[:, :-1], dim=-1)
+    target = labels[:, 1:]
+    non_pad = target.ne(-100)
+    length = non_pad.sum(-1)
+    tgt = (lprobs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * non_pad).sum(-1) / length
+    prob = torch.exp(tgt * k)
+    smooth = -torch.sum((lprobs.sum(-1) * non_pad).sum(-1) * (k * prob.detach()))
+    return ((1 - eps) * -torch.sum(prob * length) + eps / lprobs.size(-1) * smooth) / length.sum()
+
+
 def official_hf_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """transformers < 4.46 ``LlamaForCausalLM``: shift the logits (a contiguous ``[B, T-1, V]`` copy), then CE."""
     z, y = logits[:, :-1].contiguous(), labels[:, 1:].contiguous()
@@ -100,11 +134,14 @@ def head_cases(chunk: int, cost: torch.Tensor) -> dict:
         "ce": plain(ce_loss),
         "ce (official: HF shift-logits)": plain(official_hf_ce),
         "ce chunked": kept(lambda h, w, t: chunked_ce_loss(h, w, t, chunk_size=chunk)),
+        **({"ce cce": kept(lambda h, w, t: fused_ce_loss(h, w, t, impl="cce"))} if HAS_CCE else {}),
         "gem logsigmoid": plain(lambda z, y: gem_loss(z, y, h="logsigmoid")),
+        "gem logsigmoid (official)": plain(official_gem),
         "gem logsigmoid chunked": kept(lambda h, w, t: chunked_gem_loss(h, w, t, h="logsigmoid", chunk_size=chunk)),
         "seq logps (DPO)": plain(lambda z, y: seq_sum(sequence_logps(z, y))),
         "seq logps (DPO) chunked": lambda x, y: seq_sum(chunked_sequence_logps(x[0], y, x[1], chunk_size=chunk)),
         "convex (token, k=1, eps=0.1)": plain(lambda z, y: convex_loss(z, y, label_smoothing=0.1)),
+        "convex (token, k=1, eps=0.1) (official)": plain(official_convex),
         "convex (token, k=1, eps=0.1) chunked":
             lambda x, y: chunked_convex_loss(x[0], y, x[1], label_smoothing=0.1, chunk_size=chunk),
         OFFICIAL_EMO: plain(lambda z, y: official_emo2(z, y, cost)),

@@ -20,6 +20,7 @@ from src.datamodules.base import PostTrainDataModule
 from src.datamodules.collate import PreferenceCollator
 from src.datamodules.encode import encode_segments
 from src.datamodules.hh import parse_hh_transcript, raw_hh_prompt
+from src.datamodules.packing import PackedPairCollator
 from src.datamodules.sources import train_val_rows
 from src.datamodules.templates import Segment, alpaca_prompt, chat_segments
 from src.losses.logprobs import IGNORE_INDEX
@@ -34,14 +35,18 @@ class PreferenceDataModule(PostTrainDataModule):
     """Pairs from ``path`` (hub id or local json/jsonl/parquet); a subclass turns a row into two segment lists.
 
     ``val_split: null`` or a local file holds out ``val_size`` train rows instead (``sources.train_val_rows``).
+
+    ``packing``: each training batch's ``2B`` sequences go to the model packed into rows of at most ``max_length``
+    tokens (:class:`~src.datamodules.packing.PackedPairCollator`); the same DPO loss with no padding between
+    sequences. Validation stays unpacked.
     """
 
     def __init__(self, path: str, name: str | None = None, train_split: str = "train", val_split: str | None = "test",
-                 val_size: int = 200, **kwargs: Any):
+                 val_size: int = 200, packing: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         require(val_size >= 1, "data.val_size", val_size, "at least 1")
         self.path, self.name, self.train_split, self.val_split = path, name, train_split, val_split
-        self.val_size = val_size
+        self.val_size, self.packing = val_size, packing
         self.rows: tuple[Any, Any] | None = None  # (train, val), loaded together so they can be checked for overlap
 
     def load_split(self, split: str) -> Any:
@@ -78,6 +83,9 @@ class PreferenceDataModule(PostTrainDataModule):
 
     def collate_fn(self) -> Callable:
         return PreferenceCollator(self.tokenizer.pad_token_id)
+
+    def train_collate_fn(self) -> Callable:
+        return PackedPairCollator(self.tokenizer.pad_token_id, self.max_length) if self.packing else self.collate_fn()
 
 
 class UltraFeedbackPreferenceDataModule(PreferenceDataModule):

@@ -19,7 +19,7 @@ import torch
 
 from src.losses.chunked import chunk_logits, fused_linear_grads, kept_hidden
 from src.losses.convex import check_convex_args
-from src.losses.logprobs import IGNORE_INDEX, num_label_tokens
+from src.losses.logprobs import IGNORE_INDEX, num_label_tokens, shift_labels
 
 
 class _SequenceSums(torch.autograd.Function):
@@ -71,24 +71,33 @@ class _SequenceSums(torch.autograd.Function):
 
 def sequence_sums(
     hidden: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-    chunk_size: int = 1024, ignore_index: int = IGNORE_INDEX,
+    chunk_size: int = 1024, ignore_index: int = IGNORE_INDEX, sequence_ids: torch.Tensor | None = None,
+    num_sequences: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``hidden [B, T, D]``, unshifted ``labels [B, T]`` -> ``(sum_t log p(y_t), sum_t sum_v log p_v)``, ``[B]``."""
+    """``hidden [B, T, D]``, unshifted ``labels [B, T]`` -> ``(sum_t log p(y_t), sum_t sum_v log p_v)``, ``[B]``;
+    for packed rows ``[num_sequences]``, each kept token summed into its ``sequence_ids [B, T]`` entry instead of its
+    row (:func:`src.losses.logprobs.sum_per_sequence`)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     h, targets, rows = kept_hidden(hidden, labels, ignore_index)
-    return _SequenceSums.apply(h, weight, bias, targets, rows, labels.size(0), chunk_size)
+    if sequence_ids is None:
+        return _SequenceSums.apply(h, weight, bias, targets, rows, labels.size(0), chunk_size)
+    kept = shift_labels(labels, ignore_index) != ignore_index  # (B, T), kept_hidden's selection
+    sequences = shift_labels(sequence_ids)[kept]  # (N,) the sequence of each kept token's label
+    return _SequenceSums.apply(h, weight, bias, targets, sequences, num_sequences, chunk_size)
 
 
 def chunked_sequence_logps(
     hidden: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
     chunk_size: int = 1024, average: bool = False, ignore_index: int = IGNORE_INDEX,
+    sequence_ids: torch.Tensor | None = None, num_sequences: int = 0,
 ) -> torch.Tensor:
-    """:func:`src.losses.logprobs.sequence_logps` on ``hidden W^T + b``: ``[B]`` sum (or mean) of kept log-probs."""
-    total, _ = sequence_sums(hidden, labels, weight, bias, chunk_size, ignore_index)
+    """:func:`src.losses.logprobs.sequence_logps` on ``hidden W^T + b``: ``[B]`` sum (or mean) of kept log-probs, or
+    ``[num_sequences]`` for packed rows (``sequence_ids``)."""
+    total, _ = sequence_sums(hidden, labels, weight, bias, chunk_size, ignore_index, sequence_ids, num_sequences)
     if not average:
         return total
-    return total / num_label_tokens(labels, ignore_index, per_row=True).clamp(min=1)
+    return total / num_label_tokens(labels, ignore_index, True, sequence_ids, num_sequences).clamp(min=1)
 
 
 def chunked_convex_loss(

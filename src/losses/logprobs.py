@@ -34,10 +34,27 @@ def target_mask(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> tuple
     return mask, labels.masked_fill(~mask, 0)
 
 
-def num_label_tokens(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX, per_row: bool = False) -> torch.Tensor:
-    """Kept label tokens after the shift: a 0-d long tensor for the batch, or ``[B]`` per row (``per_row=True``)."""
+def num_label_tokens(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX, per_row: bool = False,
+                     sequence_ids: torch.Tensor | None = None, num_sequences: int = 0) -> torch.Tensor:
+    """Kept label tokens after the shift: a 0-d long tensor for the batch, or per sequence with ``per_row=True``:
+    ``[B]`` per row, or ``[num_sequences]`` for packed rows (``sequence_ids``, see :func:`sum_per_sequence`)."""
     kept = labels[:, 1:] != ignore_index  # (B, T-1)
-    return kept.sum(-1) if per_row else kept.sum()
+    return sum_per_sequence(kept.long(), sequence_ids, num_sequences) if per_row else kept.sum()
+
+
+def sum_per_sequence(values: torch.Tensor, sequence_ids: torch.Tensor | None = None,
+                     num_sequences: int = 0) -> torch.Tensor:
+    """Shifted per-token ``values [B, T-1]`` (0 where the label is ignored) summed per sequence.
+
+    Unpacked, a row is a sequence: ``[B]``. Packed rows hold several: ``sequence_ids [B, T]`` (unshifted, aligned
+    with the labels) names each token's sequence in ``[0, num_sequences)``, and the sums are ``[num_sequences]``.
+    Position ``t`` predicts label ``t + 1``, so it counts for the sequence of token ``t + 1``; a sequence's first
+    label is ignored (``src/datamodules/packing.py``), so no kept position predicts across a boundary.
+    """
+    if sequence_ids is None:
+        return values.sum(-1)
+    index = sequence_ids[:, 1:].reshape(-1)  # (B * (T-1),) every position, so no boolean indexing (no device sync)
+    return values.new_zeros(num_sequences).index_add_(0, index, values.reshape(-1))
 
 
 def gather_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -84,17 +101,19 @@ def token_logps(
 
 
 def sequence_logps(
-    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX, average: bool = False
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX, average: bool = False,
+    sequence_ids: torch.Tensor | None = None, num_sequences: int = 0,
 ) -> torch.Tensor:
-    """``[B]`` sum (or mean, ``average=True``) of the log-probs of each row's kept label tokens.
+    """``[B]`` sum (or mean, ``average=True``) of the log-probs of each row's kept label tokens; for packed rows,
+    ``[num_sequences]`` per sequence of ``sequence_ids`` (:func:`sum_per_sequence`).
 
-    A row with no kept token sums to 0; its mean is 0 too (no 0/0).
+    A sequence with no kept token sums to 0; its mean is 0 too (no 0/0).
     """
     logps, mask = token_logps(logits, labels, ignore_index)
-    total = logps.sum(-1)
+    total = sum_per_sequence(logps, sequence_ids, num_sequences)
     if not average:
         return total
-    return total / mask.sum(-1).clamp(min=1)
+    return total / sum_per_sequence(mask.long(), sequence_ids, num_sequences).clamp(min=1)
 
 
 def concat_pairs(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,9 @@ sharding strategies can wrap it.
 
 ``loss_impl="chunked"`` never builds the ``[B, T, V]`` logits: the backbone returns its last hidden state and the
 subclass's ``chunked_objective`` computes the loss from it and the LM head in chunks of ``loss_chunk_size`` tokens
-(``src/losses/chunked.py``). A subclass without one sets ``supports_chunked = False`` and refuses the setting.
+(``src/losses/chunked.py``). ``loss_impl="cce"|"liger"`` reads the same hidden states and head through a fused
+CE kernel (``src/losses/fused_ce.py``): CE and CE-derived log-probs only. ``loss_impls`` lists what a subclass
+supports; any other setting is refused by name.
 """
 
 from __future__ import annotations
@@ -16,16 +18,22 @@ from typing import Any, NamedTuple
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.utilities import rank_zero_info
 from torch.distributed.tensor import DTensor
 
 from src.losses.ce import ce_loss
 from src.losses.chunked import chunked_ce_and_entropy, kept_hidden
+from src.losses.fused_ce import FUSED_IMPLS
 from src.losses.logprobs import IGNORE_INDEX, num_label_tokens, shift_labels
 from src.modules.head import last_hidden_and_head, model_inputs
 from src.modules.sharding import ShardingSettings, shard_module, unsaved_parameters
 from src.utils.checks import require, require_choice
 
-LOSS_IMPLS = ("plain", "chunked")
+LOSS_IMPLS = ("auto", "plain", "chunked", *FUSED_IMPLS)
+# loss_impl=auto picks chunked from this vocabulary size on: in experiments/bench_losses.py --head (4k tokens) it was
+# faster than plain and used a fraction of the memory at V = 32k and 128k, for every objective.
+AUTO_CHUNKED_VOCAB = 32_000
 
 Metrics = dict[str, torch.Tensor]
 
@@ -46,6 +54,7 @@ class HeadInputs(NamedTuple):
     weight: torch.Tensor  # (V, D) get_output_embeddings().weight
     bias: torch.Tensor | None  # (V,) or None (Llama)
     chunk_size: int
+    impl: str = "chunked"  # module.loss_impl: chunked, or a fused kernel (cce, liger)
 
     def kept(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(h [N, D], targets [N])`` at the kept, shifted positions (:func:`kept_hidden`)."""
@@ -59,26 +68,30 @@ class NonFiniteLossError(FloatingPointError):
 
 class PostTrainModule(LightningModule):
     loss_is_ce = False  # True when the objective's value is the CE itself, so it is not computed twice
-    supports_chunked = True  # False where the objective has no chunked loss (yet)
+    loss_impls: tuple[str, ...] = ("plain", "chunked")  # the CE-only kernels (cce, liger) only where the loss is CE
     supports_packing = True  # False where the loss sums per row (a packed row holds several documents)
     loss_per_token = True  # train/loss is a token mean (ranks weighted by tokens); False: a per-example mean
+    skip_diagnostics = False  # True while a step only needs its loss (MAXRIGHT's probes)
 
     def __init__(
         self,
         model: Callable[[], torch.nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
-        loss_impl: str = "plain",
+        loss_impl: str = "auto",
         loss_chunk_size: int = 1024,
     ):
-        """``loss_impl``: plain (logits ``[B, T, V]``, then the loss) or chunked (hidden states and the LM head,
-        ``loss_chunk_size`` tokens at a time; the same values and gradients in far less memory)."""
+        """``loss_impl``: plain (logits ``[B, T, V]``, then the loss), chunked (hidden states and the LM head,
+        ``loss_chunk_size`` tokens at a time; the same values and gradients in far less memory), the fused CE
+        kernels cce / liger (``src/losses/fused_ce.py``; CE-based objectives only), or auto (the default: chunked for
+        vocabularies from 32k on, plain below; see :meth:`resolve_loss_impl`)."""
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
         require_choice("module.loss_impl", loss_impl, LOSS_IMPLS)
         require(loss_chunk_size >= 1, "module.loss_chunk_size", loss_chunk_size, ">= 1 tokens")
-        require(loss_impl == "plain" or self.supports_chunked, "module.loss_impl", loss_impl,
-                f"'plain': {type(self).__name__} has no chunked loss yet")
+        require(loss_impl == "auto" or loss_impl in self.loss_impls, "module.loss_impl", loss_impl,
+                f"one of {list(self.loss_impls)}: {type(self).__name__} has no {loss_impl} loss"
+                + (" (cce and liger are CE-only kernels)" if loss_impl in FUSED_IMPLS else ""))
         self.loss_impl, self.loss_chunk_size = loss_impl, loss_chunk_size
         self.model_factory, self.optimizer_factory, self.scheduler_factory = model, optimizer, scheduler
         self.model: torch.nn.Module | None = None
@@ -91,6 +104,7 @@ class PostTrainModule(LightningModule):
         ``on_model_built``, so derived state (a reference copy, a cost embedding) is taken from full weights."""
         if self.model is None:
             self.model = self.model_factory()
+            self.loss_impl = self.resolve_loss_impl()
             self.on_model_built()
             if self.device_mesh is not None:
                 # Lightning's loader of full checkpoints under ModelParallelStrategy checks every parameter by name,
@@ -99,6 +113,20 @@ class PostTrainModule(LightningModule):
                 self.strict_loading = not unsaved_parameters(self)
                 settings = getattr(self.trainer.strategy, "sharding", None) or ShardingSettings()
                 shard_module(self, self.device_mesh, settings)
+
+    def resolve_loss_impl(self) -> str:
+        """``loss_impl``, with ``auto`` made concrete for the built backbone: chunked where it is exact and measured
+        better (a plain ``nn.Linear`` head without soft-capping, ``V >= AUTO_CHUNKED_VOCAB``, not under FSDP1, whose
+        flattened parameters the head's weight is not), else plain."""
+        if self.loss_impl != "auto":
+            return self.loss_impl
+        head = self.model.get_output_embeddings()
+        eligible = (type(head) is torch.nn.Linear and head.weight.shape[0] >= AUTO_CHUNKED_VOCAB
+                    and not getattr(self.model.config, "final_logit_softcapping", None)
+                    and not (self._trainer is not None and isinstance(self.trainer.strategy, FSDPStrategy)))
+        impl = "chunked" if eligible and "chunked" in self.loss_impls else "plain"
+        rank_zero_info(f"module.loss_impl=auto: {impl} (vocabulary {head.weight.shape[0]}, head {type(head).__name__})")
+        return impl
 
     def on_model_built(self) -> None:
         """Hook for objectives that derive state from the fresh backbone (a reference copy, a cost embedding)."""
@@ -109,13 +137,13 @@ class PostTrainModule(LightningModule):
 
     def head_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                     labels: torch.Tensor, position_ids: torch.Tensor | None = None) -> HeadInputs:
-        """The chunked path's forward: the backbone's last hidden state instead of its logits, and the LM head
-        (:func:`src.modules.head.last_hidden_and_head`)."""
+        """The forward of every ``loss_impl`` but plain: the backbone's last hidden state instead of its logits, and
+        the LM head (:func:`src.modules.head.last_hidden_and_head`)."""
         hidden, head = last_hidden_and_head(self.model, input_ids, attention_mask, position_ids)
         if isinstance(head.weight, DTensor):  # FSDP2 keeps the root unit (the head) unsharded from forward to backward
-            raise ValueError("module.loss_impl='chunked' under FSDP2 needs the LM head unsharded after the forward, "
-                             "and it is sharded here; use module.loss_impl=plain")
-        return HeadInputs(hidden, labels, head.weight, head.bias, self.loss_chunk_size)
+            raise ValueError(f"module.loss_impl={self.loss_impl!r} under FSDP2 needs the LM head unsharded after the "
+                             "forward, and it is sharded here; use module.loss_impl=plain")
+        return HeadInputs(hidden, labels, head.weight, head.bias, self.loss_chunk_size, self.loss_impl)
 
     # --- the objective -------------------------------------------------------------------------------------------
     def objective(
@@ -127,7 +155,7 @@ class PostTrainModule(LightningModule):
     def chunked_objective(
         self, inputs: HeadInputs, num_items_in_batch: torch.Tensor | None
     ) -> tuple[torch.Tensor, Metrics]:
-        """``objective`` on the chunked path: the same loss from hidden states and the head (``loss_impl=chunked``)."""
+        """``objective`` from hidden states and the head (``loss_impl=chunked``, and cce/liger where supported)."""
         raise NotImplementedError
 
     def step(self, batch: dict[str, torch.Tensor], stage: str) -> StepResult:
@@ -137,7 +165,7 @@ class PostTrainModule(LightningModule):
             raise ValueError(f"{type(self).__name__} sums its loss per row, which a packed row (data.packing=true) "
                              "shares between documents; use data.packing=false")
         denominator = self.token_denominator(batch) if stage == "train" else None
-        if self.loss_impl == "chunked":
+        if self.loss_impl != "plain":
             inputs = self.head_inputs(batch["input_ids"], batch["attention_mask"], labels, positions)
             loss, metrics = self.chunked_objective(inputs, denominator)
         else:
@@ -148,9 +176,9 @@ class PostTrainModule(LightningModule):
         metrics["loss"] = loss.detach() * denominator / kept if denominator is not None else loss.detach()
         if self.loss_is_ce:
             metrics["ce"] = metrics["loss"]
-        if stage != "train" or self.logs_this_step():
+        if self.logs_diagnostics(stage):
             with torch.no_grad():  # diagnostics cost a pass over (N, V): only on steps that are written out
-                if self.loss_impl == "chunked":  # the same two numbers, chunk by chunk
+                if self.loss_impl != "plain":  # the same two numbers, chunk by chunk (cce/liger: CE-only kernels)
                     h, targets = inputs.kept()
                     ce, metrics["entropy"] = chunked_ce_and_entropy(h.detach(), inputs.weight.detach(), targets,
                                                                     inputs.bias, self.loss_chunk_size)
@@ -160,6 +188,11 @@ class PostTrainModule(LightningModule):
                     metrics.setdefault("ce", ce_loss(logits.detach(), labels))
                     metrics["entropy"] = predictive_entropy(logits.detach(), labels)
         return StepResult(loss, kept, metrics)
+
+    def logs_diagnostics(self, stage: str) -> bool:
+        """Whether a step computes its diagnostics (entropy, mean logits): every validation step and the train steps
+        that are written out, never a step that only needs its loss (``skip_diagnostics``)."""
+        return not self.skip_diagnostics and (stage != "train" or self.logs_this_step())
 
     def logs_this_step(self) -> bool:
         if self._trainer is None:

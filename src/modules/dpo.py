@@ -13,6 +13,7 @@ import torch
 
 from src.modules.base import PostTrainModule, StepResult
 from src.modules.dpo_step import (
+    DPO_LOSS_IMPLS,
     DPOSettings,
     build_dpo_reference,
     dpo_step,
@@ -24,13 +25,14 @@ from src.modules.reference import Reference, prepare_for_trainer
 
 class DPOModule(PostTrainModule):
     loss_per_token = False  # train/loss is a mean over pairs
+    loss_impls = DPO_LOSS_IMPLS  # + cce: sequence log-probs are CE-derived (not liger, see DPO_LOSS_IMPLS)
 
     def __init__(
         self,
         model: Callable[[], torch.nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
-        loss_impl: str = "plain",
+        loss_impl: str = "auto",
         loss_chunk_size: int = 1024,
         beta: float = DPOSettings.beta,
         label_smoothing: float = DPOSettings.label_smoothing,

@@ -1,6 +1,7 @@
 """The DPO step, shared by DPOModule and InterleaveModule: its settings, the step, and the reference's lifecycle.
 
-One policy forward covers the concatenated ``[chosen; rejected]`` batch (XRIGHT/TRL's ``concatenated_forward``); the
+One policy forward covers the concatenated ``[chosen; rejected]`` batch (XRIGHT/TRL's ``concatenated_forward``), or,
+with ``data.packing=true``, the same sequences packed into one padding-free row (``src/modules/pairs.py``); the
 reference log-probs come from a strategy in ``reference.py``; the formulas live in :func:`src.losses.dpo.dpo_loss`.
 Metrics use TRL's names (``rewards/margins``, ``logps/chosen`` ...). ``ce`` is the token-mean NLL of the *chosen*
 responses, so ``val/ce`` and ``val/ppl`` say whether the policy still models the preferred answers; ``sft_weight > 0``
@@ -20,14 +21,16 @@ from typing import Any
 
 import torch
 
-from src.losses.chunked_logprobs import chunked_sequence_logps
 from src.losses.dpo import LOSS_TYPES, dpo_loss, preference_metrics
-from src.losses.logprobs import IGNORE_INDEX, num_label_tokens, sequence_logps, split_pairs
+from src.losses.logprobs import IGNORE_INDEX, split_pairs
 from src.modules.base import HeadInputs, Metrics, PostTrainModule, StepResult
-from src.modules.reference import KINDS, Reference, build_reference, pair_inputs
+from src.modules.pairs import PairBatch, pair_batch
+from src.modules.reference import KINDS, Reference, build_reference
 from src.utils.checks import require, require_choice
 
 Batch = dict[str, torch.Tensor]
+# Liger's per-token (reduction="none") backward is wrong for per-sequence weights (src/losses/fused_ce.py).
+DPO_LOSS_IMPLS = ("plain", "chunked", "cce")
 
 
 @dataclass(frozen=True)
@@ -74,14 +77,14 @@ def dpo_step(module: PostTrainModule, settings: DPOSettings, reference: Referenc
     """One step on a pair batch. ``module`` gives the policy forward, the token denominator and the logging cadence;
     ``reference`` gives the reference log-probs (``None`` for the reference-free SimPO)."""
     s = settings
-    input_ids, attention_mask, labels = pair_inputs(batch)  # (2B, T) each
-    if module.loss_impl == "chunked":  # no (2B, T, V) logits: chunked log-probs, recomputed in backward
-        inputs = module.head_inputs(input_ids, attention_mask, labels)
-        sums = chunked_sequence_logps(inputs.hidden, labels, inputs.weight, inputs.bias, inputs.chunk_size)  # (2B,)
+    pairs = policy_pairs(module, batch)  # (2B, T) padded rows, or one packed (1, L) row
+    if module.loss_impl != "plain":  # no (2B, T, V) logits: chunked (recomputed in backward) or fused-kernel log-probs
+        inputs = module.head_inputs(pairs.input_ids, pairs.attention_mask, pairs.labels, pairs.position_ids)
+        sums = pairs.chunked_logps(inputs.hidden, inputs.weight, inputs.bias, inputs.chunk_size, impl=inputs.impl)
     else:
-        logits = module(input_ids, attention_mask)  # (2B, T, V)
-        sums = sequence_logps(logits, labels)  # (2B,) summed response log-probs
-    counts = num_label_tokens(labels, per_row=True)  # (2B,) response tokens the shifted loss sees
+        logits = module(pairs.input_ids, pairs.attention_mask, pairs.position_ids)  # (2B, T, V) or (1, L, V)
+        sums = pairs.logps(logits)  # (2B,) summed response log-probs
+    counts = pairs.label_counts()  # (2B,) response tokens the shifted loss sees
     policy_c, policy_r = split_pairs(sums / counts.clamp(min=1) if s.average_logps else sums)
     ref_c, ref_r = reference_logps(reference, batch, stage)
     losses, reward_c, reward_r = dpo_loss(policy_c, policy_r, ref_c, ref_r, s.beta, s.label_smoothing, s.loss_type,
@@ -96,14 +99,24 @@ def dpo_step(module: PostTrainModule, settings: DPOSettings, reference: Referenc
         loss = loss + s.sft_weight * (-chosen_sum / denominator if denominator is not None else ce)
 
     metrics = preference_metrics(reward_c, reward_r, policy_c, policy_r)
-    if stage != "train" or module.logs_this_step():
+    if module.logs_diagnostics(stage):
         with torch.no_grad():
-            per_position = (mean_logit_from_hidden(inputs) if module.loss_impl == "chunked"
-                            else logits[:, :-1].detach().float().mean(-1))  # (2B, T-1)
-        metrics.update(mean_response_logits(per_position, labels))
+            per_position = (mean_logit_from_hidden(inputs) if module.loss_impl != "plain"
+                            else logits[:, :-1].detach().float().mean(-1))  # (2B, T-1) or (1, L-1)
+        metrics.update(mean_response_logits(per_position, pairs))
     metrics["loss"] = loss.detach()
     metrics["ce"] = ce.detach()
     return StepResult(loss, chosen_tokens, metrics)
+
+
+def policy_pairs(module: PostTrainModule, batch: Batch) -> PairBatch:
+    """The policy's inputs for a pair batch; a packed one (``data.packing=true``) only for a module whose every
+    per-sequence sum goes through the batch's sequence ids (``supports_packing``)."""
+    pairs = pair_batch(batch)
+    if pairs.packed and not module.supports_packing:
+        raise ValueError(f"{type(module).__name__} sums per row, which a packed pair batch (data.packing=true) "
+                         "shares between sequences; use data.packing=false")
+    return pairs
 
 
 def reference_logps(reference: Reference | None, batch: Batch, stage: str) -> tuple[torch.Tensor | None, ...]:
@@ -112,15 +125,16 @@ def reference_logps(reference: Reference | None, batch: Batch, stage: str) -> tu
 
 
 @torch.no_grad()
-def mean_response_logits(per_position: torch.Tensor, labels: torch.Tensor) -> Metrics:
+def mean_response_logits(per_position: torch.Tensor, pairs: PairBatch) -> Metrics:
     """TRL's ``logits/chosen`` and ``logits/rejected``: the mean raw logit over response positions and the vocab.
 
-    ``per_position [2B, T-1]`` is each position's logit averaged over the vocabulary.
+    ``per_position [2B, T-1]`` (``[1, L-1]`` packed) is each position's logit averaged over the vocabulary.
     """
-    mask = labels[:, 1:] != IGNORE_INDEX  # (2B, T-1)
-    (mask_c, mask_r), (pos_c, pos_r) = split_pairs(mask), split_pairs(per_position)
-    return {"logits/chosen": pos_c[mask_c].sum() / mask_c.sum().clamp(min=1),
-            "logits/rejected": pos_r[mask_r].sum() / mask_r.sum().clamp(min=1)}
+    mask = pairs.labels[:, 1:] != IGNORE_INDEX  # (2B, T-1) or (1, L-1)
+    sums = pairs.sum_per_sequence(per_position.masked_fill(~mask, 0.0))  # (2B,)
+    (sum_c, sum_r), (count_c, count_r) = split_pairs(sums), split_pairs(pairs.label_counts())
+    return {"logits/chosen": sum_c.sum() / count_c.sum().clamp(min=1),
+            "logits/rejected": sum_r.sum() / count_r.sum().clamp(min=1)}
 
 
 @torch.no_grad()
@@ -133,10 +147,10 @@ def mean_logit_from_hidden(inputs: HeadInputs) -> torch.Tensor:
 # --- the reference's lifecycle: built from the fresh backbone, its state carried in checkpoints ----------------------
 def build_dpo_reference(settings: DPOSettings, module: PostTrainModule) -> Reference | None:
     """The reference ``settings`` ask for, built from ``module.model`` before its first update (``on_model_built``);
-    chunked like the policy's own log-probs under ``module.loss_impl=chunked``."""
-    chunk_size = module.loss_chunk_size if module.loss_impl == "chunked" else None
+    from the hidden states and the head like the policy's own log-probs under ``module.loss_impl=chunked|cce|liger``."""
+    chunk_size = module.loss_chunk_size if module.loss_impl != "plain" else None
     return build_reference(settings.reference, module.model, settings.average_logps, settings.reference_cache_dir,
-                           chunk_size)
+                           chunk_size, module.loss_impl)
 
 
 def save_reference_state(reference: Reference | None, checkpoint: dict[str, Any]) -> None:

@@ -46,7 +46,7 @@ class EMOModule(PostTrainModule):
         model: Callable[[], torch.nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
-        loss_impl: str = "plain",
+        loss_impl: str = "auto",
         loss_chunk_size: int = 1024,
         mix: str = "emo2",
         ratio_clamp: float | None = None,

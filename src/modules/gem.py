@@ -26,7 +26,7 @@ class GEMModule(PostTrainModule):
         model: Callable[[], torch.nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
-        loss_impl: str = "plain",
+        loss_impl: str = "auto",
         loss_chunk_size: int = 1024,
         beta: float = 0.7,
         h: str = "linear",

@@ -27,6 +27,6 @@ def last_hidden_and_head(model: torch.nn.Module, input_ids: torch.Tensor, attent
                 logits_to_keep=1)
     head = model.get_output_embeddings()
     if type(head) is not torch.nn.Linear or getattr(model.config, "final_logit_softcapping", None):
-        raise ValueError(f"module.loss_impl='chunked' needs a plain nn.Linear LM head without logit soft-capping, "
-                         f"got {type(head).__name__}; use module.loss_impl=plain")
+        raise ValueError(f"module.loss_impl=chunked|cce|liger needs a plain nn.Linear LM head without logit "
+                         f"soft-capping, got {type(head).__name__}; use module.loss_impl=plain")
     return out.hidden_states[-1], head

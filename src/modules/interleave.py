@@ -25,12 +25,15 @@ from src.losses.ce import ce_loss
 from src.modules.base import HeadInputs, Metrics, NonFiniteLossError, PostTrainModule, StepResult, batch_size_of
 from src.modules.ce import chunked_ce
 from src.modules.dpo_step import (
+    DPO_LOSS_IMPLS,
     DPOSettings,
     build_dpo_reference,
     dpo_step,
     load_reference_state,
+    reference_logps,
     save_reference_state,
 )
+from src.modules.pairs import is_pair_batch
 from src.modules.reference import Reference, prepare_for_trainer
 from src.utils.checks import require_choice
 
@@ -40,13 +43,14 @@ PREFIXED = ("loss", "ce", "entropy")  # per-objective names; DPO's rewards/*, lo
 
 class InterleaveModule(PostTrainModule):
     loss_is_ce = True  # the SFT objective is CE itself
+    loss_impls = DPO_LOSS_IMPLS  # SFT is CE, DPO's log-probs CE-derived: cce too (not liger, for the DPO side)
 
     def __init__(
         self,
         model: Callable[[], torch.nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
-        loss_impl: str = "plain",
+        loss_impl: str = "auto",
         loss_chunk_size: int = 1024,
         default_objective: str = "sft",
         beta: float = DPOSettings.beta,
@@ -67,6 +71,7 @@ class InterleaveModule(PostTrainModule):
         self.requested: Weights = {default_objective: 1.0}
         self.window_weights: Weights = dict(self.requested)
         self.window_losses: dict[str, list[torch.Tensor]] = {}
+        self._probe_reference: list[tuple[Batch, tuple[torch.Tensor | None, torch.Tensor | None]]] = []
 
     # --- the two objectives: SFT is the base step with CE, DPO is the shared DPO step ------------------------------
     def objective(
@@ -80,7 +85,7 @@ class InterleaveModule(PostTrainModule):
         return chunked_ce(inputs, num_items_in_batch), {}
 
     def step(self, batch: Batch, stage: str) -> StepResult:
-        if "chosen_input_ids" in batch:
+        if is_pair_batch(batch):  # padded or packed (data.prefs.packing)
             return dpo_step(self, self.settings, self.reference, batch, stage)
         return super().step(batch, stage)
 
@@ -107,14 +112,30 @@ class InterleaveModule(PostTrainModule):
 
     @torch.no_grad()
     def probe_losses(self, batches: dict[str, list[Batch]]) -> dict[str, torch.Tensor]:
-        """Mean loss of each objective on held-out batches, in eval mode (MAXRIGHT's refresh; no update, no grad)."""
+        """Mean loss of each objective on held-out batches, in eval mode (MAXRIGHT's refresh; no update, no grad).
+
+        Only the losses are computed (no diagnostics), and the reference log-probs of each probe batch are computed
+        once per run: the batches and the reference never change, so every refresh reuses them (exact).
+        """
         was_training = self.training
         self.eval()
+        self.skip_diagnostics = True
         try:
-            return {obj: torch.stack([self.step(self.trainer.strategy.batch_to_device(b), "val").loss
-                                      for b in group]).mean() for obj, group in batches.items()}
+            return {obj: torch.stack([self._probe_loss(b) for b in group]).mean() for obj, group in batches.items()}
         finally:
+            self.skip_diagnostics = False
             self.train(was_training)
+
+    def _probe_loss(self, batch: Batch) -> torch.Tensor:
+        on_device = self.trainer.strategy.batch_to_device(batch)
+        if not is_pair_batch(batch):
+            return self.step(on_device, "val").loss
+        # Keyed by the probe batch object itself (held, so its id is never reused by another batch).
+        cached = next((logps for held, logps in self._probe_reference if held is batch), None)
+        if cached is None:
+            cached = reference_logps(self.reference, on_device, "val")
+            self._probe_reference.append((batch, cached))
+        return dpo_step(self, self.settings, FixedReference(*cached), on_device, "val").loss
 
     # --- Lightning hooks ---------------------------------------------------------------------------------------------
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
@@ -143,7 +164,7 @@ class InterleaveModule(PostTrainModule):
         return total
 
     def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        objective = "dpo" if "chosen_input_ids" in batch else "sft"
+        objective = "dpo" if is_pair_batch(batch) else "sft"
         result = self.step(batch, "val")
         tokens, metrics = int(result.tokens), result.metrics
         if objective == "sft":  # val/ce and val/ppl (base hooks) are the token-weighted held-out SFT CE
@@ -169,6 +190,16 @@ class InterleaveModule(PostTrainModule):
         view = SimpleNamespace(datamodule=sources["dpo"], precision=self.trainer.precision,
                                precision_plugin=self.trainer.precision_plugin)
         prepare_for_trainer(self.reference, self.model, view)
+
+
+class FixedReference:
+    """A reference that answers with log-probs computed earlier (a probe batch's): ``(chosen [B], rejected [B])``."""
+
+    def __init__(self, chosen: torch.Tensor | None, rejected: torch.Tensor | None):
+        self.chosen, self.rejected = chosen, rejected
+
+    def logps(self, batch: Batch, split: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        return self.chosen, self.rejected
 
 
 def forget_last_step_metrics(trainer: Any) -> None:

@@ -32,9 +32,9 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import DataLoader
 
-from src.losses.chunked_logprobs import chunked_sequence_logps
-from src.losses.logprobs import concat_pairs, sequence_logps, split_pairs
-from src.modules.head import last_hidden_and_head
+from src.losses.logprobs import split_pairs
+from src.modules.head import last_hidden_and_head, model_inputs
+from src.modules.pairs import pair_batch
 from src.modules.sharding import full_tensor
 from src.utils.checks import require_choice
 
@@ -45,27 +45,25 @@ PAIR_KEYS = ("chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejecte
 Batch = dict[str, torch.Tensor]
 
 
-def pair_inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``[chosen; rejected]`` ``input_ids``, ``attention_mask``, ``labels``: ``2 x [B, T] -> [2B, T]`` each."""
-    return tuple(concat_pairs(batch[f"chosen_{k}"], batch[f"rejected_{k}"])  # type: ignore[return-value]
-                 for k in ("input_ids", "attention_mask", "labels"))
-
-
 @torch.no_grad()
 def pair_logps(model: torch.nn.Module, batch: Batch, average: bool,
-               chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               chunk_size: int | None = None, impl: str = "chunked") -> tuple[torch.Tensor, torch.Tensor]:
     """One no-grad forward of ``model`` over the concatenated pair batch; ``([B], [B])`` chosen/rejected log-probs.
 
     ``chunk_size`` (the policy's ``module.loss_impl=chunked``): from the last hidden states and the LM head, a chunk of
-    tokens at a time, so the reference never builds ``[2B, T, V]`` logits either.
+    tokens at a time, so the reference never builds ``[2B, T, V]`` logits either; ``impl`` cce/liger (the policy's
+    ``module.loss_impl``): through that fused CE kernel instead of chunks (:mod:`src.losses.fused_ce`). A packed
+    batch (``data.packing``) runs as the policy's does: its one row, restarting positions, sums per sequence
+    (``src/modules/pairs.py``).
     """
-    input_ids, attention_mask, labels = pair_inputs(batch)
+    pairs = pair_batch(batch)
     if chunk_size is None:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (2B, T, V)
-        return split_pairs(sequence_logps(logits, labels, average=average).float())
-    hidden, head = last_hidden_and_head(model, input_ids, attention_mask)  # (2B, T, D)
+        inputs = model_inputs(pairs.input_ids, pairs.attention_mask, pairs.position_ids)
+        logits = model(**inputs, use_cache=False).logits  # (2B, T, V), or (1, L, V) packed
+        return split_pairs(pairs.logps(logits, average).float())
+    hidden, head = last_hidden_and_head(model, pairs.input_ids, pairs.attention_mask, pairs.position_ids)  # (.., D)
     bias = None if head.bias is None else full_tensor(head.bias)
-    sums = chunked_sequence_logps(hidden, labels, full_tensor(head.weight), bias, chunk_size, average)  # (2B,)
+    sums = pairs.chunked_logps(hidden, full_tensor(head.weight), bias, chunk_size, average, impl)  # (2B,)
     return split_pairs(sums.float())
 
 
@@ -81,10 +79,10 @@ class FrozenCopy(torch.nn.Module):
     """A frozen deep copy of the initial policy. A registered submodule, so it follows the policy's device and
     precision, but its weights are dropped from ``state_dict`` (a second full model per checkpoint is waste)."""
 
-    def __init__(self, policy: torch.nn.Module, average: bool, chunk_size: int | None = None):
+    def __init__(self, policy: torch.nn.Module, average: bool, chunk_size: int | None = None, impl: str = "chunked"):
         super().__init__()
         self.model = copy.deepcopy(policy).eval().requires_grad_(False)
-        self.average, self.chunk_size = average, chunk_size
+        self.average, self.chunk_size, self.impl = average, chunk_size, impl
         self.fingerprint = model_fingerprint(self.model)
         self.register_state_dict_post_hook(_drop_keys_under_prefix)
         self.register_load_state_dict_pre_hook(_keep_current_weights)
@@ -93,7 +91,7 @@ class FrozenCopy(torch.nn.Module):
         return super().train(False)  # Lightning calls .train() on the whole module at fit start: stay in eval
 
     def logps(self, batch: Batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return pair_logps(self.model, batch, self.average, self.chunk_size)
+        return pair_logps(self.model, batch, self.average, self.chunk_size, self.impl)
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"kind": "copy", "fingerprint": self.fingerprint}
@@ -122,7 +120,7 @@ def _keep_current_weights(module: torch.nn.Module, state_dict: dict, prefix: str
 class AdapterReference:
     """The LoRA policy with its adapters disabled: exactly the base model, no extra weights in memory."""
 
-    def __init__(self, policy: torch.nn.Module, average: bool, chunk_size: int | None = None):
+    def __init__(self, policy: torch.nn.Module, average: bool, chunk_size: int | None = None, impl: str = "chunked"):
         if not (hasattr(policy, "disable_adapter") and getattr(policy, "peft_config", None)):
             raise ValueError(
                 "module.reference='adapter' needs a peft LoRA policy (reference = the base model with adapters "
@@ -130,14 +128,14 @@ class AdapterReference:
                 "(e.g. model.lora={r: 16, alpha: 16}) or use module.reference=copy|precomputed"
             )
         self.policy, self.average = policy, average  # a plain attribute: not registered twice in the module tree
-        self.chunk_size = chunk_size
+        self.chunk_size, self.impl = chunk_size, impl
 
     def logps(self, batch: Batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         was_training = self.policy.training
         self.policy.eval()  # no dropout, exactly like the frozen copy
         try:
             with self.policy.disable_adapter():
-                return pair_logps(self.policy, batch, self.average, self.chunk_size)
+                return pair_logps(self.policy, batch, self.average, self.chunk_size, self.impl)
         finally:
             self.policy.train(was_training)
 
@@ -156,8 +154,8 @@ class PrecomputedReference:
     """
 
     def __init__(self, policy: torch.nn.Module, average: bool, cache_dir: str | os.PathLike | None = None,
-                 chunk_size: int | None = None):
-        self.average, self.chunk_size = average, chunk_size
+                 chunk_size: int | None = None, impl: str = "chunked"):
+        self.average, self.chunk_size, self.impl = average, chunk_size, impl
         self.model_fingerprint = model_fingerprint(policy)  # of the initial weights: taken before any update
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.tables: dict[str, torch.Tensor] = {}  # split -> (N, 2) float32 on CPU: [chosen, rejected]
@@ -168,6 +166,8 @@ class PrecomputedReference:
                "tag": tag}
         if self.chunk_size is not None:  # the same numbers to rounding, but not the same computation
             key["chunked"] = True
+            if self.impl != "chunked":
+                key["impl"] = self.impl
         return self.cache_dir / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]}.pt"
 
     def prepare(self, model: torch.nn.Module, splits: dict[str, list[dict]], collate_fn: Callable, batch_size: int,
@@ -212,7 +212,7 @@ class PrecomputedReference:
                 index = _index_of(batch)
                 with context():
                     chosen, rejected = pair_logps(model, {k: v.to(device) for k, v in batch.items()}, self.average,
-                                                  self.chunk_size)
+                                                  self.chunk_size, self.impl)
                 table[index] = torch.stack([chosen, rejected], dim=-1).cpu()  # (B, 2)
                 self.computed_batches += 1
         finally:
@@ -224,8 +224,8 @@ class PrecomputedReference:
     def logps(self, batch: Batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         if split not in self.tables:
             raise RuntimeError(f"no precomputed reference log-probs for split {split!r}; prepare() must run first")
-        device = batch["chosen_input_ids"].device
-        rows = self.tables[split][_index_of(batch).cpu()].to(device)  # (B, 2)
+        index = _index_of(batch)  # (B,) padded or packed alike
+        rows = self.tables[split][index.cpu()].to(index.device)  # (B, 2)
         return rows[:, 0], rows[:, 1]
 
     def checkpoint_state(self) -> dict[str, Any]:
@@ -300,15 +300,17 @@ def prepare_for_trainer(reference: Reference | None, policy: torch.nn.Module, tr
 
 
 def build_reference(
-    kind: str, policy: torch.nn.Module, average: bool, cache_dir: str | None = None, chunk_size: int | None = None
+    kind: str, policy: torch.nn.Module, average: bool, cache_dir: str | None = None, chunk_size: int | None = None,
+    impl: str = "chunked",
 ) -> Reference | None:
     """The strategy named ``kind`` (``module.reference``) for ``policy``, built before its first update; with
-    ``chunk_size`` its log-probs come from hidden states and the head in chunks (:func:`pair_logps`)."""
+    ``chunk_size`` its log-probs come from hidden states and the head, in chunks or by the fused kernel ``impl``
+    (:func:`pair_logps`)."""
     require_choice("module.reference", kind, KINDS)
     if kind == "copy":
-        return FrozenCopy(policy, average, chunk_size)
+        return FrozenCopy(policy, average, chunk_size, impl)
     if kind == "adapter":
-        return AdapterReference(policy, average, chunk_size)
+        return AdapterReference(policy, average, chunk_size, impl)
     if kind == "precomputed":
-        return PrecomputedReference(policy, average, cache_dir, chunk_size)
+        return PrecomputedReference(policy, average, cache_dir, chunk_size, impl)
     return None

@@ -111,7 +111,7 @@ def test_dpo_chunked_equals_plain(hparams, tokenizer, pair_batch):
 
 def test_objective_without_a_chunked_loss_refuses_it(tokenizer):
     class NoChunked(CEModule):
-        supports_chunked = False
+        loss_impls = ("plain",)
 
     with pytest.raises(ValueError, match=r"module.loss_impl='chunked'.*NoChunked has no chunked loss"):
         NoChunked(model=None, optimizer=torch.optim.SGD, loss_impl="chunked")

@@ -184,6 +184,35 @@ def test_probe_losses_are_eval_mode_losses(dm):
     assert not module.training
 
 
+def test_probe_reuses_the_reference_log_probs_and_skips_diagnostics(dm, monkeypatch):
+    """The reference's probe log-probs are computed once per run and reused exactly after the policy moves; a probe
+    computes losses only (no entropy or mean-logit pass)."""
+    dm.setup("fit")
+    batches = dm.probe_batches()
+    module = make_module(dm.tokenizer)
+    module.configure_model()
+    module._trainer = SimpleNamespace(strategy=SimpleNamespace(batch_to_device=lambda batch: batch))  # no Trainer
+    calls = []
+    original = module.reference.logps
+    module.reference.logps = lambda batch, split: calls.append(split) or original(batch, split)
+    module.probe_losses(batches)
+    with torch.no_grad():  # the policy moves away from its frozen copy, as after training steps
+        for p in module.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    for name in ("predictive_entropy", "chunked_ce_and_entropy"):
+        monkeypatch.setattr(f"src.modules.base.{name}", lambda *a, **k: pytest.fail("a probe computed diagnostics"))
+    monkeypatch.setattr("src.modules.dpo_step.mean_response_logits",
+                        lambda *a, **k: pytest.fail("a probe computed diagnostics"))
+    probed = module.probe_losses(batches)
+    assert calls == ["val"] * len(batches["dpo"])  # the second probe asked the reference nothing
+    monkeypatch.undo()
+    module.eval()
+    with torch.no_grad():
+        expected = torch.stack([module.step(b, "val").loss for b in batches["dpo"]]).mean()
+    torch.testing.assert_close(probed["dpo"], expected, rtol=0, atol=0)
+    assert abs(float(expected) - math.log(2)) > 1e-3  # the policy did move, so a stale policy value would show
+
+
 class Stop(Exception):
     pass
 

@@ -1,0 +1,72 @@
+"""A preference batch, padded or packed, as the policy's and the reference's inputs and per-sequence sums.
+
+Padded (``PreferenceCollator``): ``[chosen; rejected]`` stacked into ``[2B, T]`` rows with an attention mask, one
+sequence per row. Packed (``data.packing=true``, ``PackedPairCollator``): the same ``2B`` sequences in one ``[1, L]``
+row with restarting ``position_ids`` and no attention mask (Hugging Face attends within each sequence, see
+``src/datamodules/packing.py``), and ``sequence_ids`` saying which sequence each token belongs to. Either way the
+per-sequence sums come out ``[2B]``, chosen then rejected, so ``split_pairs`` and the losses never see the layout.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from src.losses.chunked_logprobs import chunked_sequence_logps
+from src.losses.fused_ce import fused_sequence_logps
+from src.losses.logprobs import concat_pairs, num_label_tokens, sequence_logps, sum_per_sequence
+
+Batch = dict[str, torch.Tensor]
+
+
+class PairBatch(NamedTuple):
+    input_ids: torch.Tensor  # (2B, T) padded, or (1, L) packed
+    attention_mask: torch.Tensor | None  # (2B, T); None when packed (the positions delimit the sequences)
+    position_ids: torch.Tensor | None  # (1, L) packed, restarting at 0 per sequence; None when padded
+    labels: torch.Tensor  # like input_ids, unshifted; each packed sequence's first label is -100
+    sequence_ids: torch.Tensor | None  # (1, L) packed: each token's sequence in [0, 2B); None when padded
+    num_sequences: int  # 2B
+
+    @property
+    def packed(self) -> bool:
+        return self.sequence_ids is not None
+
+    def logps(self, logits: torch.Tensor, average: bool = False) -> torch.Tensor:
+        """``[2B]`` summed (or mean) response log-probs from the logits of these inputs."""
+        return sequence_logps(logits, self.labels, average=average, sequence_ids=self.sequence_ids,
+                              num_sequences=self.num_sequences)
+
+    def chunked_logps(self, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, chunk_size: int,
+                      average: bool = False, impl: str = "chunked") -> torch.Tensor:
+        """:meth:`logps` from the last hidden states and the LM head, ``chunk_size`` tokens at a time, or through the
+        fused CE kernel ``impl`` (``module.loss_impl=cce|liger``, :mod:`src.losses.fused_ce`)."""
+        if impl != "chunked":
+            return fused_sequence_logps(hidden, self.labels, weight, bias, impl, average,
+                                        sequence_ids=self.sequence_ids, num_sequences=self.num_sequences)
+        return chunked_sequence_logps(hidden, self.labels, weight, bias, chunk_size, average,
+                                      sequence_ids=self.sequence_ids, num_sequences=self.num_sequences)
+
+    def label_counts(self) -> torch.Tensor:
+        """``[2B]`` response tokens of each sequence that the shifted loss sees."""
+        return num_label_tokens(self.labels, per_row=True, sequence_ids=self.sequence_ids,
+                                num_sequences=self.num_sequences)
+
+    def sum_per_sequence(self, values: torch.Tensor) -> torch.Tensor:
+        """Shifted per-position ``values`` (``[2B, T-1]`` or ``[1, L-1]``, 0 at ignored labels) summed to ``[2B]``."""
+        return sum_per_sequence(values, self.sequence_ids, self.num_sequences)
+
+
+def pair_batch(batch: Batch) -> PairBatch:
+    """The model inputs of a padded or packed preference batch."""
+    if "packed_input_ids" in batch:
+        return PairBatch(batch["packed_input_ids"], None, batch["packed_position_ids"], batch["packed_labels"],
+                         batch["packed_sequence_ids"], batch["packed_sequence_lengths"].shape[0])
+    input_ids, attention_mask, labels = (concat_pairs(batch[f"chosen_{k}"], batch[f"rejected_{k}"])
+                                         for k in ("input_ids", "attention_mask", "labels"))  # (2B, T) each
+    return PairBatch(input_ids, attention_mask, None, labels, None, input_ids.shape[0])
+
+
+def is_pair_batch(batch: Batch) -> bool:
+    """A preference batch (padded or packed), as opposed to an SFT one."""
+    return "chosen_input_ids" in batch or "packed_sequence_ids" in batch
