@@ -15,10 +15,11 @@ question). They are encoded once by this framework's ``UltraFeedbackPreferenceDa
 
 Sides: ours with ``module.reference=precomputed`` (one no-grad pass over the pairs before training, then no
 reference model) and with ``copy`` (a frozen copy, a live reference forward per step), and "ours packed": precomputed
-with ``data.packing=true`` (each step's 8 sequences in one padding-free row); TRL with its default (a live reference
-copy, ``precompute_ref_log_probs=False``). ``--sides`` runs a subset (without "trl default", no ratio column).
-Throughput is pairs per second of the optimizer steps after two warm-up steps; "incl. setup" adds the precomputed
-reference's one-off pass. Each case in a fresh process, sides alternating; peak memory is the process's peak RSS.
+with ``data.packing=true`` (each step's 8 sequences packed into rows of at most 256 tokens); TRL with its default (a
+live reference copy, ``precompute_ref_log_probs=False``). ``--sides`` runs a subset (without "trl default", no ratio
+column). Throughput is pairs per second of the optimizer steps after two warm-up steps; "incl. setup" adds the
+precomputed reference's one-off pass. Each case in a fresh process, sides alternating; peak memory is the process's
+peak RSS.
 """
 
 from __future__ import annotations

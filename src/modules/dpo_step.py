@@ -1,7 +1,7 @@
 """The DPO step, shared by DPOModule and InterleaveModule: its settings, the step, and the reference's lifecycle.
 
 One policy forward covers the concatenated ``[chosen; rejected]`` batch (XRIGHT/TRL's ``concatenated_forward``), or,
-with ``data.packing=true``, the same sequences packed into one padding-free row (``src/modules/pairs.py``); the
+with ``data.packing=true``, the same sequences packed into rows without padding between them (``pairs.py``); the
 reference log-probs come from a strategy in ``reference.py``; the formulas live in :func:`src.losses.dpo.dpo_loss`.
 Metrics use TRL's names (``rewards/margins``, ``logps/chosen`` ...). ``ce`` is the token-mean NLL of the *chosen*
 responses, so ``val/ce`` and ``val/ppl`` say whether the policy still models the preferred answers; ``sft_weight > 0``
@@ -77,12 +77,12 @@ def dpo_step(module: PostTrainModule, settings: DPOSettings, reference: Referenc
     """One step on a pair batch. ``module`` gives the policy forward, the token denominator and the logging cadence;
     ``reference`` gives the reference log-probs (``None`` for the reference-free SimPO)."""
     s = settings
-    pairs = policy_pairs(module, batch)  # (2B, T) padded rows, or one packed (1, L) row
+    pairs = policy_pairs(module, batch)  # (2B, T) padded rows, or (R, L) packed rows
     if module.loss_impl != "plain":  # no (2B, T, V) logits: chunked (recomputed in backward) or fused-kernel log-probs
         inputs = module.head_inputs(pairs.input_ids, pairs.attention_mask, pairs.labels, pairs.position_ids)
         sums = pairs.chunked_logps(inputs.hidden, inputs.weight, inputs.bias, inputs.chunk_size, impl=inputs.impl)
     else:
-        logits = module(pairs.input_ids, pairs.attention_mask, pairs.position_ids)  # (2B, T, V) or (1, L, V)
+        logits = module(pairs.input_ids, pairs.attention_mask, pairs.position_ids)  # (2B, T, V) or (R, L, V)
         sums = pairs.logps(logits)  # (2B,) summed response log-probs
     counts = pairs.label_counts()  # (2B,) response tokens the shifted loss sees
     policy_c, policy_r = split_pairs(sums / counts.clamp(min=1) if s.average_logps else sums)
@@ -102,7 +102,7 @@ def dpo_step(module: PostTrainModule, settings: DPOSettings, reference: Referenc
     if module.logs_diagnostics(stage):
         with torch.no_grad():
             per_position = (mean_logit_from_hidden(inputs) if module.loss_impl != "plain"
-                            else logits[:, :-1].detach().float().mean(-1))  # (2B, T-1) or (1, L-1)
+                            else logits[:, :-1].detach().float().mean(-1))  # (2B, T-1) or (R, L-1)
         metrics.update(mean_response_logits(per_position, pairs))
     metrics["loss"] = loss.detach()
     metrics["ce"] = ce.detach()
@@ -128,9 +128,9 @@ def reference_logps(reference: Reference | None, batch: Batch, stage: str) -> tu
 def mean_response_logits(per_position: torch.Tensor, pairs: PairBatch) -> Metrics:
     """TRL's ``logits/chosen`` and ``logits/rejected``: the mean raw logit over response positions and the vocab.
 
-    ``per_position [2B, T-1]`` (``[1, L-1]`` packed) is each position's logit averaged over the vocabulary.
+    ``per_position [2B, T-1]`` (``[R, L-1]`` packed) is each position's logit averaged over the vocabulary.
     """
-    mask = pairs.labels[:, 1:] != IGNORE_INDEX  # (2B, T-1) or (1, L-1)
+    mask = pairs.labels[:, 1:] != IGNORE_INDEX  # (2B, T-1) or (R, L-1)
     sums = pairs.sum_per_sequence(per_position.masked_fill(~mask, 0.0))  # (2B,)
     (sum_c, sum_r), (count_c, count_r) = split_pairs(sums), split_pairs(pairs.label_counts())
     return {"logits/chosen": sum_c.sum() / count_c.sum().clamp(min=1),

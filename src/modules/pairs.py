@@ -1,8 +1,8 @@
 """A preference batch, padded or packed, as the policy's and the reference's inputs and per-sequence sums.
 
 Padded (``PreferenceCollator``): ``[chosen; rejected]`` stacked into ``[2B, T]`` rows with an attention mask, one
-sequence per row. Packed (``data.packing=true``, ``PackedPairCollator``): the same ``2B`` sequences in one ``[1, L]``
-row with restarting ``position_ids`` and no attention mask (Hugging Face attends within each sequence, see
+sequence per row. Packed (``data.packing=true``, ``PackedPairCollator``): the same ``2B`` sequences in ``[R, L]``
+rows with restarting ``position_ids`` and no attention mask (Hugging Face attends within each sequence, see
 ``src/datamodules/packing.py``), and ``sequence_ids`` saying which sequence each token belongs to. Either way the
 per-sequence sums come out ``[2B]``, chosen then rejected, so ``split_pairs`` and the losses never see the layout.
 """
@@ -21,11 +21,11 @@ Batch = dict[str, torch.Tensor]
 
 
 class PairBatch(NamedTuple):
-    input_ids: torch.Tensor  # (2B, T) padded, or (1, L) packed
+    input_ids: torch.Tensor  # (2B, T) padded, or (R, L) packed
     attention_mask: torch.Tensor | None  # (2B, T); None when packed (the positions delimit the sequences)
-    position_ids: torch.Tensor | None  # (1, L) packed, restarting at 0 per sequence; None when padded
+    position_ids: torch.Tensor | None  # (R, L) packed, restarting at 0 per sequence; None when padded
     labels: torch.Tensor  # like input_ids, unshifted; each packed sequence's first label is -100
-    sequence_ids: torch.Tensor | None  # (1, L) packed: each token's sequence in [0, 2B); None when padded
+    sequence_ids: torch.Tensor | None  # (R, L) packed: each token's sequence in [0, 2B); None when padded
     num_sequences: int  # 2B
 
     @property
@@ -53,7 +53,7 @@ class PairBatch(NamedTuple):
                                 num_sequences=self.num_sequences)
 
     def sum_per_sequence(self, values: torch.Tensor) -> torch.Tensor:
-        """Shifted per-position ``values`` (``[2B, T-1]`` or ``[1, L-1]``, 0 at ignored labels) summed to ``[2B]``."""
+        """Shifted per-position ``values`` (``[2B, T-1]`` or ``[R, L-1]``, 0 at ignored labels) summed to ``[2B]``."""
         return sum_per_sequence(values, self.sequence_ids, self.num_sequences)
 
 

@@ -53,13 +53,13 @@ def pair_logps(model: torch.nn.Module, batch: Batch, average: bool,
     ``chunk_size`` (the policy's ``module.loss_impl=chunked``): from the last hidden states and the LM head, a chunk of
     tokens at a time, so the reference never builds ``[2B, T, V]`` logits either; ``impl`` cce/liger (the policy's
     ``module.loss_impl``): through that fused CE kernel instead of chunks (:mod:`src.losses.fused_ce`). A packed
-    batch (``data.packing``) runs as the policy's does: its one row, restarting positions, sums per sequence
+    batch (``data.packing``) runs as the policy's does: its rows, restarting positions, sums per sequence
     (``src/modules/pairs.py``).
     """
     pairs = pair_batch(batch)
     if chunk_size is None:
         inputs = model_inputs(pairs.input_ids, pairs.attention_mask, pairs.position_ids)
-        logits = model(**inputs, use_cache=False).logits  # (2B, T, V), or (1, L, V) packed
+        logits = model(**inputs, use_cache=False).logits  # (2B, T, V), or (R, L, V) packed
         return split_pairs(pairs.logps(logits, average).float())
     hidden, head = last_hidden_and_head(model, pairs.input_ids, pairs.attention_mask, pairs.position_ids)  # (.., D)
     bias = None if head.bias is None else full_tensor(head.bias)
