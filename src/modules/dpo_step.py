@@ -148,9 +148,8 @@ def mean_logit_from_hidden(inputs: HeadInputs) -> torch.Tensor:
 def build_dpo_reference(settings: DPOSettings, module: PostTrainModule) -> Reference | None:
     """The reference ``settings`` ask for, built from ``module.model`` before its first update (``on_model_built``);
     from the hidden states and the head like the policy's own log-probs under ``module.loss_impl=chunked|cce|liger``."""
-    chunk_size = module.loss_chunk_size if module.loss_impl != "plain" else None
     return build_reference(settings.reference, module.model, settings.average_logps, settings.reference_cache_dir,
-                           chunk_size, module.loss_impl)
+                           module.loss_impl, module.loss_chunk_size)
 
 
 def save_reference_state(reference: Reference | None, checkpoint: dict[str, Any]) -> None:

@@ -46,18 +46,18 @@ Batch = dict[str, torch.Tensor]
 
 
 @torch.no_grad()
-def pair_logps(model: torch.nn.Module, batch: Batch, average: bool,
-               chunk_size: int | None = None, impl: str = "chunked") -> tuple[torch.Tensor, torch.Tensor]:
+def pair_logps(model: torch.nn.Module, batch: Batch, average: bool, impl: str = "plain",
+               chunk_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """One no-grad forward of ``model`` over the concatenated pair batch; ``([B], [B])`` chosen/rejected log-probs.
 
-    ``chunk_size`` (the policy's ``module.loss_impl=chunked``): from the last hidden states and the LM head, a chunk of
-    tokens at a time, so the reference never builds ``[2B, T, V]`` logits either; ``impl`` cce/liger (the policy's
-    ``module.loss_impl``): through that fused CE kernel instead of chunks (:mod:`src.losses.fused_ce`). A packed
+    ``impl`` is the policy's ``module.loss_impl``: plain builds the logits; chunked computes from the last hidden
+    states and the LM head, ``chunk_size`` tokens at a time, so the reference never builds ``[2B, T, V]`` logits
+    either; cce/liger go through that fused CE kernel instead of chunks (:mod:`src.losses.fused_ce`). A packed
     batch (``data.packing``) runs as the policy's does: its rows, restarting positions, sums per sequence
     (``src/modules/pairs.py``).
     """
     pairs = pair_batch(batch)
-    if chunk_size is None:
+    if impl == "plain":
         inputs = model_inputs(pairs.input_ids, pairs.attention_mask, pairs.position_ids)
         logits = model(**inputs, use_cache=False).logits  # (2B, T, V), or (R, L, V) packed
         return split_pairs(pairs.logps(logits, average).float())
@@ -79,10 +79,10 @@ class FrozenCopy(torch.nn.Module):
     """A frozen deep copy of the initial policy. A registered submodule, so it follows the policy's device and
     precision, but its weights are dropped from ``state_dict`` (a second full model per checkpoint is waste)."""
 
-    def __init__(self, policy: torch.nn.Module, average: bool, chunk_size: int | None = None, impl: str = "chunked"):
+    def __init__(self, policy: torch.nn.Module, average: bool, impl: str = "plain", chunk_size: int = 1024):
         super().__init__()
         self.model = copy.deepcopy(policy).eval().requires_grad_(False)
-        self.average, self.chunk_size, self.impl = average, chunk_size, impl
+        self.average, self.impl, self.chunk_size = average, impl, chunk_size
         self.fingerprint = model_fingerprint(self.model)
         self.register_state_dict_post_hook(_drop_keys_under_prefix)
         self.register_load_state_dict_pre_hook(_keep_current_weights)
@@ -91,7 +91,7 @@ class FrozenCopy(torch.nn.Module):
         return super().train(False)  # Lightning calls .train() on the whole module at fit start: stay in eval
 
     def logps(self, batch: Batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return pair_logps(self.model, batch, self.average, self.chunk_size, self.impl)
+        return pair_logps(self.model, batch, self.average, self.impl, self.chunk_size)
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"kind": "copy", "fingerprint": self.fingerprint}
@@ -120,7 +120,7 @@ def _keep_current_weights(module: torch.nn.Module, state_dict: dict, prefix: str
 class AdapterReference:
     """The LoRA policy with its adapters disabled: exactly the base model, no extra weights in memory."""
 
-    def __init__(self, policy: torch.nn.Module, average: bool, chunk_size: int | None = None, impl: str = "chunked"):
+    def __init__(self, policy: torch.nn.Module, average: bool, impl: str = "plain", chunk_size: int = 1024):
         if not (hasattr(policy, "disable_adapter") and getattr(policy, "peft_config", None)):
             raise ValueError(
                 "module.reference='adapter' needs a peft LoRA policy (reference = the base model with adapters "
@@ -128,14 +128,14 @@ class AdapterReference:
                 "(e.g. model.lora={r: 16, alpha: 16}) or use module.reference=copy|precomputed"
             )
         self.policy, self.average = policy, average  # a plain attribute: not registered twice in the module tree
-        self.chunk_size, self.impl = chunk_size, impl
+        self.impl, self.chunk_size = impl, chunk_size
 
     def logps(self, batch: Batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         was_training = self.policy.training
         self.policy.eval()  # no dropout, exactly like the frozen copy
         try:
             with self.policy.disable_adapter():
-                return pair_logps(self.policy, batch, self.average, self.chunk_size, self.impl)
+                return pair_logps(self.policy, batch, self.average, self.impl, self.chunk_size)
         finally:
             self.policy.train(was_training)
 
@@ -154,8 +154,8 @@ class PrecomputedReference:
     """
 
     def __init__(self, policy: torch.nn.Module, average: bool, cache_dir: str | os.PathLike | None = None,
-                 chunk_size: int | None = None, impl: str = "chunked"):
-        self.average, self.chunk_size, self.impl = average, chunk_size, impl
+                 impl: str = "plain", chunk_size: int = 1024):
+        self.average, self.impl, self.chunk_size = average, impl, chunk_size
         self.model_fingerprint = model_fingerprint(policy)  # of the initial weights: taken before any update
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.tables: dict[str, torch.Tensor] = {}  # split -> (N, 2) float32 on CPU: [chosen, rejected]
@@ -164,7 +164,7 @@ class PrecomputedReference:
     def cache_path(self, examples: list[dict], tag: str) -> Path:
         key = {"data": examples_fingerprint(examples), "model": self.model_fingerprint, "average": self.average,
                "tag": tag}
-        if self.chunk_size is not None:  # the same numbers to rounding, but not the same computation
+        if self.impl != "plain":  # the same numbers to rounding, but not the same computation
             key["chunked"] = True
             if self.impl != "chunked":
                 key["impl"] = self.impl
@@ -212,7 +212,7 @@ class PrecomputedReference:
                 index = _index_of(batch)
                 with context():
                     chosen, rejected = pair_logps(model, {k: v.to(device) for k, v in batch.items()}, self.average,
-                                                  self.chunk_size, self.impl)
+                                                  self.impl, self.chunk_size)
                 table[index] = torch.stack([chosen, rejected], dim=-1).cpu()  # (B, 2)
                 self.computed_batches += 1
         finally:
@@ -300,17 +300,16 @@ def prepare_for_trainer(reference: Reference | None, policy: torch.nn.Module, tr
 
 
 def build_reference(
-    kind: str, policy: torch.nn.Module, average: bool, cache_dir: str | None = None, chunk_size: int | None = None,
-    impl: str = "chunked",
+    kind: str, policy: torch.nn.Module, average: bool, cache_dir: str | None = None, impl: str = "plain",
+    chunk_size: int = 1024,
 ) -> Reference | None:
-    """The strategy named ``kind`` (``module.reference``) for ``policy``, built before its first update; with
-    ``chunk_size`` its log-probs come from hidden states and the head, in chunks or by the fused kernel ``impl``
-    (:func:`pair_logps`)."""
+    """The strategy named ``kind`` (``module.reference``) for ``policy``, built before its first update; its
+    log-probs computed as the policy's ``module.loss_impl`` ``impl`` computes them (:func:`pair_logps`)."""
     require_choice("module.reference", kind, KINDS)
     if kind == "copy":
-        return FrozenCopy(policy, average, chunk_size, impl)
+        return FrozenCopy(policy, average, impl, chunk_size)
     if kind == "adapter":
-        return AdapterReference(policy, average, chunk_size, impl)
+        return AdapterReference(policy, average, impl, chunk_size)
     if kind == "precomputed":
-        return PrecomputedReference(policy, average, cache_dir, chunk_size, impl)
+        return PrecomputedReference(policy, average, cache_dir, impl, chunk_size)
     return None

@@ -145,7 +145,8 @@ def test_precomputed_reference_is_chunked_and_keyed_apart(tokenizer, tmp_path):
     model = tiny_llama(tokenizer, hidden_size=32, num_layers=2, num_heads=2)
     tables = {}
     for chunk in (None, 7):
-        ref = PrecomputedReference(model, average=False, cache_dir=tmp_path, chunk_size=chunk)
+        impl = "plain" if chunk is None else "chunked"
+        ref = PrecomputedReference(model, average=False, cache_dir=tmp_path, impl=impl, chunk_size=chunk or 1024)
         ref.prepare(model, {"val": dm.datasets["val"].examples}, dm.collate_fn(), 4)
         assert ref.computed_batches == 2  # the chunked table is not the plain one's cache entry
         tables[chunk] = ref.tables["val"]
