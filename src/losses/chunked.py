@@ -26,18 +26,20 @@ ChunkGrad = Callable[[torch.Tensor, torch.Tensor, slice], tuple[torch.Tensor, to
 
 
 def kept_hidden(
-    hidden: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX
+    hidden: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+    sequence_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``hidden [B, T, D], labels [B, T] -> h [N, D], targets [N], rows [N]`` for the N kept, shifted positions.
 
     The labels are shifted (:func:`shift_labels`), the hidden states only indexed, so an ignored position never gets a
-    logit row. ``rows`` is each kept token's batch row (for per-sequence sums).
+    logit row. ``rows`` is each kept token's batch row, or with packed rows' ``sequence_ids [B, T]`` the sequence its
+    label belongs to (for per-sequence sums).
     """
     if hidden.shape[:-1] != labels.shape:
         raise ValueError(f"hidden {tuple(hidden.shape)} and labels {tuple(labels.shape)} disagree on [B, T]")
     targets = shift_labels(labels, ignore_index)  # (B, T)
     mask = targets != ignore_index
-    rows = mask.nonzero()[:, 0]  # (N,)
+    rows = mask.nonzero()[:, 0] if sequence_ids is None else shift_labels(sequence_ids)[mask]  # (N,)
     return hidden[mask], targets[mask], rows  # (N, D), (N,), (N,)
 
 

@@ -19,7 +19,7 @@ import torch
 
 from src.losses.chunked import chunk_logits, fused_linear_grads, kept_hidden
 from src.losses.convex import check_convex_args
-from src.losses.logprobs import IGNORE_INDEX, num_label_tokens, shift_labels
+from src.losses.logprobs import IGNORE_INDEX, num_label_tokens
 
 
 class _SequenceSums(torch.autograd.Function):
@@ -79,12 +79,9 @@ def sequence_sums(
     row (:func:`src.losses.logprobs.sum_per_sequence`)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    h, targets, rows = kept_hidden(hidden, labels, ignore_index)
-    if sequence_ids is None:
-        return _SequenceSums.apply(h, weight, bias, targets, rows, labels.size(0), chunk_size)
-    kept = shift_labels(labels, ignore_index) != ignore_index  # (B, T), kept_hidden's selection
-    sequences = shift_labels(sequence_ids)[kept]  # (N,) the sequence of each kept token's label
-    return _SequenceSums.apply(h, weight, bias, targets, sequences, num_sequences, chunk_size)
+    h, targets, rows = kept_hidden(hidden, labels, ignore_index, sequence_ids)
+    count = labels.size(0) if sequence_ids is None else num_sequences
+    return _SequenceSums.apply(h, weight, bias, targets, rows, count, chunk_size)
 
 
 def chunked_sequence_logps(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from src.losses.chunked import kept_hidden, normaliser
-from src.losses.logprobs import IGNORE_INDEX, num_label_tokens, shift_labels
+from src.losses.logprobs import IGNORE_INDEX, num_label_tokens
 
 FUSED_IMPLS = ("cce", "liger")
 REDUCTIONS = ("none", "sum")
@@ -94,10 +94,7 @@ def fused_sequence_logps(
     """:func:`src.losses.logprobs.sequence_logps` on ``hidden [B, T, D] W^T + b``: ``[B]`` sum (or mean) of each row's
     kept log-probs, ``log p = -NLL`` per token summed into its row; for packed rows ``[num_sequences]``, summed into
     its ``sequence_ids [B, T]`` entry (as :func:`src.losses.chunked_logprobs.chunked_sequence_logps`)."""
-    h, targets, rows = kept_hidden(hidden, labels, ignore_index)  # (N, D), (N,), (N,)
-    if sequence_ids is not None:
-        kept = shift_labels(labels, ignore_index) != ignore_index  # (B, T), kept_hidden's selection
-        rows = shift_labels(sequence_ids)[kept]  # (N,) the sequence of each kept token's label
+    h, targets, rows = kept_hidden(hidden, labels, ignore_index, sequence_ids)  # (N, D), (N,), (N,)
     logp = -fused_token_nll(h, weight, targets, bias, impl, "none")  # (N,)
     sums = logp.new_zeros(num_sequences if sequence_ids is not None else labels.size(0)).index_add(0, rows, logp)
     if not average:

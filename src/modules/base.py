@@ -26,7 +26,7 @@ from src.losses.ce import ce_loss
 from src.losses.chunked import chunked_ce_and_entropy, kept_hidden
 from src.losses.fused_ce import FUSED_IMPLS
 from src.losses.logprobs import IGNORE_INDEX, num_label_tokens, shift_labels
-from src.modules.head import last_hidden_and_head, model_inputs
+from src.modules.head import last_hidden_and_head, model_inputs, plain_linear_head
 from src.modules.sharding import ShardingSettings, shard_module, unsaved_parameters
 from src.utils.checks import require, require_choice
 
@@ -121,8 +121,7 @@ class PostTrainModule(LightningModule):
         if self.loss_impl != "auto":
             return self.loss_impl
         head = self.model.get_output_embeddings()
-        eligible = (type(head) is torch.nn.Linear and head.weight.shape[0] >= AUTO_CHUNKED_VOCAB
-                    and not getattr(self.model.config, "final_logit_softcapping", None)
+        eligible = (plain_linear_head(self.model) and head.weight.shape[0] >= AUTO_CHUNKED_VOCAB
                     and not (self._trainer is not None and isinstance(self.trainer.strategy, FSDPStrategy)))
         impl = "chunked" if eligible and "chunked" in self.loss_impls else "plain"
         rank_zero_info(f"module.loss_impl=auto: {impl} (vocabulary {head.weight.shape[0]}, head {type(head).__name__})")

@@ -26,7 +26,13 @@ def last_hidden_and_head(model: torch.nn.Module, input_ids: torch.Tensor, attent
     out = model(**model_inputs(input_ids, attention_mask, position_ids), use_cache=False, output_hidden_states=True,
                 logits_to_keep=1)
     head = model.get_output_embeddings()
-    if type(head) is not torch.nn.Linear or getattr(model.config, "final_logit_softcapping", None):
+    if not plain_linear_head(model):
         raise ValueError(f"module.loss_impl=chunked|cce|liger needs a plain nn.Linear LM head without logit "
                          f"soft-capping, got {type(head).__name__}; use module.loss_impl=plain")
     return out.hidden_states[-1], head
+
+
+def plain_linear_head(model: torch.nn.Module) -> bool:
+    """Whether the logits are exactly ``hidden @ W^T + b``: a plain ``nn.Linear`` LM head and no soft-capping."""
+    head = model.get_output_embeddings()
+    return type(head) is torch.nn.Linear and not getattr(model.config, "final_logit_softcapping", None)
