@@ -36,7 +36,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.bench_sft_trl import DATA, MODEL, SEED, TOKENIZER, Clock, peak_rss_mib, run_worker  # noqa: E402
+from experiments.bench_sft_trl import (  # noqa: E402
+    DATA,
+    MODEL,
+    SEED,
+    TOKENIZER,
+    Clock,
+    peak_rss_mib,
+    run_worker,
+    time_trl_steps,
+)
 
 MAX_LENGTH, PAIRS_PER_STEP, LR, BETA = 256, 4, 1e-5, 0.1
 SIDES = ("ours precomputed", "ours copy", "ours packed", "trl default")
@@ -120,7 +129,7 @@ def run_trl(args) -> dict:
 
     import torch
     from datasets import Dataset
-    from transformers import AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
     class PreTokenized(DPOTrainer):
@@ -144,22 +153,7 @@ def run_trl(args) -> dict:
     trainer = PreTokenized(model=model, ref_model=copy.deepcopy(model), args=config,
                            train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
 
-    collate, pairs = trainer.data_collator, []
-
-    def counting_collator(examples):
-        pairs.append(len(examples))  # the epoch's last batch may be short
-        return collate(examples)
-
-    trainer.data_collator = counting_collator
-
-    class Timer(TrainerCallback):
-        def on_step_begin(self, *a, **k):
-            clock.begin()
-
-        def on_step_end(self, *a, **k):
-            clock.end(pairs[-1])
-
-    trainer.add_callback(Timer())
+    time_trl_steps(trainer, clock, lambda examples, batch: len(examples))  # pairs
     start = time.perf_counter()
     trainer.train()
     return {"steps": clock.steps, "pairs": clock.tokens, "seconds": clock.seconds,

@@ -116,10 +116,34 @@ def run_ours(args) -> dict:
     return {"steps": clock.steps, "tokens": clock.tokens, "seconds": clock.seconds}
 
 
+def time_trl_steps(trainer, clock: Clock, count) -> None:
+    """Time a TRL trainer's optimizer steps with ``clock``: its collator is wrapped to record each batch's work,
+    ``count(examples, batch)`` (real tokens, pairs), and a callback brackets every step."""
+    from transformers import TrainerCallback
+
+    collate, counts = trainer.data_collator, []
+
+    def counting_collator(examples):
+        batch = collate(examples)
+        counts.append(count(examples, batch))  # the epoch's last batch may be short
+        return batch
+
+    trainer.data_collator = counting_collator
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            clock.begin()
+
+        def on_step_end(self, *a, **k):
+            clock.end(counts[-1])
+
+    trainer.add_callback(Timer())
+
+
 def run_trl(args) -> dict:
     import torch
     from datasets import Dataset
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainerCallback
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     torch.set_num_threads(args.threads)
@@ -137,24 +161,7 @@ def run_trl(args) -> dict:
         dataloader_num_workers=0, seed=SEED, bf16=False, fp16=False, disable_tqdm=True,
     )
     trainer = SFTTrainer(model=model, args=sft_args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
-    collate = trainer.data_collator
-    seen = []
-
-    def counting_collator(examples):
-        batch = collate(examples)
-        seen.append(real_tokens(batch))
-        return batch
-
-    trainer.data_collator = counting_collator
-
-    class Timer(TrainerCallback):
-        def on_step_begin(self, *a, **k):
-            clock.begin()
-
-        def on_step_end(self, *a, **k):
-            clock.end(seen[-1])
-
-    trainer.add_callback(Timer())
+    time_trl_steps(trainer, clock, lambda examples, batch: real_tokens(batch))
     trainer.train()
     return {"steps": clock.steps, "tokens": clock.tokens, "seconds": clock.seconds}
 
