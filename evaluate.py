@@ -16,8 +16,10 @@ import torch
 from omegaconf import DictConfig
 
 from src.configs import register_configs
+from src.eval.keys import task_nodes
 from src.eval.models import load_model
 from src.eval.run import as_tasks, evaluate_to
+from src.eval.run_template import announce, run_template
 from src.eval.tasks.base import EvalContext
 from src.utils.cli import run_with_key_help
 from src.utils.instantiate import instantiate, instantiate_all
@@ -38,12 +40,16 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.predictions and cfg.model_path:
         raise ValueError("give model_path= (generate, then score) or predictions= (score saved generations), not both")
     tasks = as_tasks(instantiate(cfg.eval))  # before the model: a bad task setting fails fast
-    model = tokenizer = None
+    nodes = task_nodes(cfg.eval)
+    model = tokenizer = template = None
+    source = f"predictions `{cfg.predictions}`"
     if cfg.model_path:
+        template = run_template(cfg.model_path)  # the prompts the model was trained on, from its run's config
+        source = "; ".join(filter(None, [f"model `{cfg.model_path}`", announce(tasks, template, nodes)]))
         model, tokenizer = load_model(cfg.model_path, cfg.dtype, cfg.device, cfg.base_model_path)
-    ctx = EvalContext(model, tokenizer, cfg.predictions, cfg.model_path, cfg.limit, cfg.progress)
-    source = f"model `{cfg.model_path}`" if cfg.model_path else f"predictions `{cfg.predictions}`"
-    metrics = evaluate_to(out_dir, tasks, ctx, f"{source}\n\n`{command_line('evaluate.py')}`")
+    ctx = EvalContext(model, tokenizer, cfg.predictions, cfg.model_path, cfg.limit, cfg.progress,
+                      template.name if template else None, cfg.limit_seed)
+    metrics = evaluate_to(out_dir, tasks, ctx, f"{source}\n\n`{command_line('evaluate.py')}`", nodes)
     log_metrics(instantiate_all(cfg.get("logger")), metrics, out_dir / "samples.jsonl")
     return metrics
 

@@ -17,6 +17,8 @@ from omegaconf import DictConfig
 
 from src.callbacks.precision_guard import HalfPrecisionGuard
 from src.callbacks.rng_state import RNGState
+from src.callbacks.run_config import SaveRunConfig
+from src.callbacks.step_numbers import StepNumbers
 from src.configs import register_configs
 from src.eval.after_fit import evaluate_after_fit
 from src.sdft.training import distill_for_training
@@ -25,6 +27,7 @@ from src.utils.instantiate import instantiate, instantiate_all
 from src.utils.preflight import preflight
 from src.utils.ranks import job_ranks
 from src.utils.resume import resolve_ckpt_path
+from src.utils.resume_config import check_resume_config, run_config
 from src.utils.run import announce_run, finish_run, log_config
 
 ROOT = Path(__file__).resolve().parent
@@ -36,6 +39,8 @@ register_configs()
 def train(cfg: DictConfig) -> dict[str, float]:
     cfg.ckpt_path = resolve_ckpt_path(cfg)  # before anything reads it (the CSV logger keeps rows up to it)
     announce_run(cfg)
+    defining = run_config(cfg)  # model, objective, data, seed: saved in checkpoints, and a resume must match them
+    check_resume_config(cfg, defining)
     preflight(cfg)  # optimizer, schedule and precision settings fail here, before any data or model
     if cfg.get("cpu_threads"):
         torch.set_num_threads(cfg.cpu_threads)
@@ -46,8 +51,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     backbone = instantiate(cfg.model, tokenizer=datamodule.tokenizer)
     module = instantiate(cfg.module, model=backbone)
-    # Always on: the precision check, and the random state in checkpoints (dropout resumes exactly).
-    callbacks = instantiate_all(cfg.get("callbacks")) + [HalfPrecisionGuard(cfg.pure_half_precision), RNGState()]
+    # Always on: the precision check, the random state in checkpoints (dropout resumes exactly), rows numbered
+    # by optimizer steps done, as checkpoints are, and the run config in checkpoints (a resume compares it).
+    callbacks = instantiate_all(cfg.get("callbacks")) + [HalfPrecisionGuard(cfg.pure_half_precision), RNGState(),
+                                                         StepNumbers(), SaveRunConfig(defining)]
     loggers = instantiate_all(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log_config(cfg, trainer)

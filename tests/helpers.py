@@ -6,12 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from src.configs import register_configs
+from src.api import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -29,16 +26,9 @@ TINY_MODEL = ["++model.hidden_size=32", "++model.num_layers=2", "++model.num_hea
 
 def compose_cfg(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
     """The composed ``<config_name>.yaml`` (train, evaluate, distill) with ``overrides``, writing under
-    ``output_dir``; ``${hydra:...}`` resolves as in a real run."""
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        paths = [f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}", f"paths.cache_dir={output_dir}/cache"]
-        cfg = compose(config_name, overrides=overrides + paths, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # ${hydra:...} resolves as in a real run
-    with open_dict(cfg):
-        del cfg["hydra"]  # a real run's cfg has no hydra node either
-    return cfg
+    ``output_dir`` (logs and caches too); the Python API's own ``compose``."""
+    paths = [f"paths.log_dir={output_dir}", f"paths.cache_dir={output_dir}/cache"]
+    return compose(overrides + paths, config_name, output_dir)
 
 
 # DataModule class -> the local asset (tests/conftest.py ``assets``) that stands in for its hub dataset.

@@ -11,6 +11,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from src.eval.run import as_tasks, run_tasks
+from src.eval.run_template import data_template
 from src.eval.tasks.base import EvalContext
 from src.utils.checks import require
 
@@ -28,7 +29,9 @@ class EvalDuringValidation(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or not self.tasks or not self.num_prompts:
             return
-        ctx = EvalContext(pl_module.model, trainer.datamodule.tokenizer, limit=self.num_prompts, progress=False)
+        # Tasks with template: null prompt as this run trains; num_prompts is a fixed random subset of each task.
+        ctx = EvalContext(pl_module.model, trainer.datamodule.tokenizer, limit=self.num_prompts, progress=False,
+                          template=data_template(trainer.datamodule).name)
         metrics, _, _ = run_tasks(self.tasks, ctx)
         for task, values in metrics.items():
             for key, value in values.items():

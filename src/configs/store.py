@@ -18,17 +18,19 @@ from src.callbacks.export import HFExport
 from src.callbacks.final_validation import FinalValidation
 from src.callbacks.interleave import InterleaveScheduler
 from src.callbacks.preemption import PreemptionCheckpoint
+from src.callbacks.step_numbers import StepLearningRate
 from src.callbacks.task_accuracy import TaskAccuracy
 from src.callbacks.throughput import TokensPerSecond
 from src.configs.resolvers import smollm2_dir, sweep_label
 from src.configs.signature import node
 from src.datamodules.interleave import InterleaveDataModule
 from src.datamodules.preference import (
+    AutoPreferenceDataModule,
     HHPreferenceDataModule,
     ToyWorldPreferenceDataModule,
     UltraFeedbackPreferenceDataModule,
 )
-from src.datamodules.sft import AlpacaDataModule, UltraFeedbackSFTDataModule
+from src.datamodules.sft import AlpacaDataModule, AutoSFTDataModule, UltraFeedbackSFTDataModule
 from src.datamodules.toyworld import ToyWorldSFTDataModule
 from src.datamodules.toyworld_style import ToyWorldStylePreferenceDataModule
 from src.datamodules.wikitext import ToyWorldCorpusDataModule, WikiTextDataModule
@@ -97,7 +99,9 @@ def _data(store) -> None:
           group="data", name="toyworld_corpus")
     hub = {"alpaca": AlpacaDataModule, "ultrafeedback_sft": UltraFeedbackSFTDataModule,
            "ultrafeedback_prefs": UltraFeedbackPreferenceDataModule, "hh": HHPreferenceDataModule,
-           "wikitext": WikiTextDataModule}
+           "wikitext": WikiTextDataModule,
+           # A researcher's own file (data.path=<file>), its format detected from the first rows (formats.py).
+           "sft_file": AutoSFTDataModule, "prefs_file": AutoPreferenceDataModule}
     for name, cls in hub.items():
         store(node(cls, tokenizer=MODEL_TOKENIZER, seed=SEED), group="data", name=name)
     # The two-stream DataModule's own settings; conf/data/interleave_*.yaml place the streams at data.sft/data.prefs.
@@ -113,6 +117,8 @@ def _schedules(store) -> None:
 
 def _callbacks(store) -> None:
     store(node(TaskAccuracy), group="callback", name="task_accuracy")
+    # Lightning's LearningRateMonitor, writing each rate in the row of the step that used it
+    store(node(StepLearningRate, logging_interval="step"), group="callback", name="lr_monitor")
     store(node(FinalValidation), group="callback", name="final_validation")
     store(node(PreemptionCheckpoint, dirpath="${paths.output_dir}/checkpoints"), group="callback", name="preemption")
     store(node(TokensPerSecond), group="callback", name="throughput")

@@ -87,9 +87,10 @@ class PostTrainDataModule(LightningDataModule):
             log.warning("%s: dropped %d of %d %s rows: %s", type(self).__name__, sum(dropped.values()),
                         len(kept) + sum(dropped.values()), split, dict(dropped))
         if not kept:
+            source = f" of data.path={self.path}" if getattr(self, "path", None) else ""
             raise ValueError(
-                f"{type(self).__name__}: no usable {split} rows left after filtering (dropped: {dict(dropped)}); "
-                f"check data.path, the field names and data.max_length={self.max_length}"
+                f"{type(self).__name__}: no usable {split} rows left{source} after filtering (dropped: "
+                f"{dict(dropped)}); check the file's rows and field names, and data.max_length={self.max_length}"
             )
         return kept
 

@@ -13,28 +13,32 @@ assistant's reply), ``malformed_transcript`` (HH) and ``missing_field`` / ``malf
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from src.datamodules.base import PostTrainDataModule
 from src.datamodules.collate import PreferenceCollator
 from src.datamodules.encode import encode_segments
-from src.datamodules.hh import parse_hh_transcript, raw_hh_prompt
+from src.datamodules.formats import Format, detect_preference_format, detection_line, first_rows
+from src.datamodules.hh import MARKERS, raw_hh_prompt
 from src.datamodules.packing import PackedPairCollator
-from src.datamodules.sources import train_val_rows
+from src.datamodules.rows import Messages, PairParts, preference_example
+from src.datamodules.sources import check_val_size, train_val_rows
 from src.datamodules.templates import Segment, alpaca_prompt, chat_segments
 from src.losses.logprobs import IGNORE_INDEX
 from src.toyworld.tasks import Problem, make_preferences, make_problems
-from src.utils.checks import require, require_choice
+from src.utils.checks import require_choice
 
-Messages = list[dict[str, str]]
+log = logging.getLogger(__name__)
 Pair = tuple[list[Segment], list[Segment]]
 
 
 class PreferenceDataModule(PostTrainDataModule):
     """Pairs from ``path`` (hub id or local json/jsonl/parquet); a subclass turns a row into two segment lists.
 
-    ``val_split: null`` or a local file holds out ``val_size`` train rows instead (``sources.train_val_rows``).
+    ``val_split: null`` or a local file holds out ``val_size`` of the train rows instead: a whole number of rows, or
+    a fraction, rounded, at least 1 row and at most 200 (``sources.held_out_count``).
 
     ``packing``: each training batch's ``2B`` sequences go to the model packed into rows of at most ``max_length``
     tokens (:class:`~src.datamodules.packing.PackedPairCollator`); the same DPO loss with no padding between
@@ -42,9 +46,9 @@ class PreferenceDataModule(PostTrainDataModule):
     """
 
     def __init__(self, path: str, name: str | None = None, train_split: str = "train", val_split: str | None = "test",
-                 val_size: int = 200, packing: bool = False, **kwargs: Any):
+                 val_size: float = 0.05, packing: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
-        require(val_size >= 1, "data.val_size", val_size, "at least 1")
+        check_val_size(val_size)
         self.path, self.name, self.train_split, self.val_split = path, name, train_split, val_split
         self.val_size, self.packing = val_size, packing
         self.rows: tuple[Any, Any] | None = None  # (train, val), loaded together so they can be checked for overlap
@@ -88,59 +92,58 @@ class PreferenceDataModule(PostTrainDataModule):
         return PackedPairCollator(self.tokenizer.pad_token_id, self.max_length) if self.packing else self.collate_fn()
 
 
-class UltraFeedbackPreferenceDataModule(PreferenceDataModule):
+class AutoPreferenceDataModule(PreferenceDataModule):
+    """Pairs in any format ``formats.py`` detects from the first rows (``data=prefs_file``): flat ``prompt`` /
+    ``chosen`` / ``rejected`` strings (TRL's standard form), conversational message lists with or without a separate
+    prompt, or Anthropic HH transcripts; one INFO line names the format and its field mapping.
+
+    ``template="chat"`` renders every pair with the tokenizer's chat template (a string prompt is one user turn, a
+    string response one assistant turn). ``template="raw"`` keeps text as it is: a flat pair is ``prompt`` then
+    ``response + eos``; a conversation becomes an HH transcript, prompt up to and including the final
+    "\\n\\nAssistant:" and response ``" " + reply + eos``, as the DPO paper's code does for HH
+    (eric-mitchell/direct-preference-optimization, ``preference_datasets.get_hh``) and as base models such as
+    Pythia expect.
+    """
+
+    def __init__(self, path: str, val_split: str | None = None, template: str = "chat", **kwargs: Any):
+        super().__init__(path=path, val_split=val_split, **kwargs)
+        require_choice("data.template", template, ("chat", "raw"))
+        self.template = template
+        self.format: Format | None = None
+
+    def load_split(self, split: str) -> Any:
+        fresh = self.rows is None
+        rows = super().load_split(split)
+        if fresh:
+            sample = first_rows(self.rows[0])
+            self.format = detect_preference_format(sample, f"data.path={self.path}")
+            log.info("data.path=%s: preference format detected: %s", self.path, detection_line(self.format, sample))
+        return rows
+
+    def pair(self, row: dict[str, Any]) -> Pair | str:
+        parts = preference_example(row, self.format or detect_preference_format([row], "row"))
+        return parts if isinstance(parts, str) else render_pair(self.tokenizer, parts, self.template)
+
+
+class UltraFeedbackPreferenceDataModule(AutoPreferenceDataModule):
     """HuggingFaceH4/ultrafeedback_binarized ``train_prefs`` / ``test_prefs``: ``chosen`` and ``rejected`` are message
-    lists whose shared prefix is the prompt, rendered with the tokenizer's chat template (the Zephyr DPO data)."""
+    lists whose shared prefix is the prompt, rendered with the tokenizer's chat template (the Zephyr DPO data). A
+    local file may hold any format ``AutoPreferenceDataModule`` detects (flat ``prompt`` / ``chosen`` /
+    ``rejected`` strings too)."""
 
     def __init__(self, path: str = "HuggingFaceH4/ultrafeedback_binarized", train_split: str = "train_prefs",
                  val_split: str = "test_prefs", **kwargs: Any):
-        super().__init__(path=path, train_split=train_split, val_split=val_split, **kwargs)
-
-    def pair(self, row: dict[str, Any]) -> Pair | str:
-        chosen, rejected = row.get("chosen"), row.get("rejected")
-        if not isinstance(chosen, list) or not isinstance(rejected, list):
-            return "missing_field"
-        if any(not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str)
-               for m in chosen + rejected):
-            return "malformed_message"
-        split = split_shared_prompt(chosen, rejected)
-        if isinstance(split, str):
-            return split
-        prompt, chosen_reply, rejected_reply = split
-        return chat_pair(self.tokenizer, prompt, chosen_reply), chat_pair(self.tokenizer, prompt, rejected_reply)
+        super().__init__(path=path, train_split=train_split, val_split=val_split, template="chat", **kwargs)
 
 
-class HHPreferenceDataModule(PreferenceDataModule):
+class HHPreferenceDataModule(AutoPreferenceDataModule):
     """Anthropic/hh-rlhf ``train`` / ``test``: two "\\n\\nHuman: ... \\n\\nAssistant: ..." transcripts that share every
-    turn but the last assistant reply.
+    turn but the last assistant reply. ``template="raw"`` (the default here) keeps the transcript format;
+    ``template="chat"`` renders the parsed turns with the tokenizer's chat template instead."""
 
-    ``template="raw"`` keeps the transcript format (prompt up to and including the final "\\n\\nAssistant:",
-    response ``" " + reply + eos``), as the DPO paper's code does (eric-mitchell/direct-preference-optimization,
-    ``preference_datasets.get_hh``) and as base models such as Pythia expect; ``template="chat"`` renders the parsed
-    turns with the tokenizer's chat template instead.
-    """
-
-    def __init__(self, path: str = "Anthropic/hh-rlhf", template: str = "raw", **kwargs: Any):
-        super().__init__(path=path, **kwargs)
-        require_choice("data.template", template, ("raw", "chat"))
-        self.template = template
-
-    def pair(self, row: dict[str, Any]) -> Pair | str:
-        chosen, rejected = parse_hh_transcript(row.get("chosen")), parse_hh_transcript(row.get("rejected"))
-        if isinstance(chosen, str) or isinstance(rejected, str):
-            return chosen if isinstance(chosen, str) else rejected
-        split = split_shared_prompt(chosen, rejected)
-        if isinstance(split, str):
-            return split
-        prompt, chosen_reply, rejected_reply = split
-        if len(chosen_reply) != 1 or len(rejected_reply) != 1:
-            return "malformed_pair"  # HH pairs differ in the final assistant turn only
-        if self.template == "chat":
-            return chat_pair(self.tokenizer, prompt, chosen_reply), chat_pair(self.tokenizer, prompt, rejected_reply)
-        head = (raw_hh_prompt(prompt), False)
-        eos = self.tokenizer.eos_token
-        return ([head, (" " + chosen_reply[0]["content"] + eos, True)],
-                [head, (" " + rejected_reply[0]["content"] + eos, True)])
+    def __init__(self, path: str = "Anthropic/hh-rlhf", val_split: str | None = "test", template: str = "raw",
+                 **kwargs: Any):
+        super().__init__(path=path, val_split=val_split, template=template, **kwargs)
 
 
 class ToyWorldPreferenceDataModule(PreferenceDataModule):
@@ -182,28 +185,6 @@ class ToyWorldPreferenceDataModule(PreferenceDataModule):
                      for side in ("chosen", "rejected"))  # type: ignore[return-value]
 
 
-def split_shared_prompt(chosen: Messages, rejected: Messages) -> tuple[Messages, Messages, Messages] | str:
-    """``(prompt, chosen reply, rejected reply)``: the prompt is the longest shared prefix of the two conversations;
-    each reply must start with an assistant turn and have non-blank assistant content."""
-    n = 0
-    while n < min(len(chosen), len(rejected)) and _same(chosen[n], rejected[n]):
-        n += 1
-    prompt, chosen_reply, rejected_reply = chosen[:n], chosen[n:], rejected[n:]
-    if not chosen_reply and not rejected_reply:
-        return "identical_responses"
-    if not prompt:
-        return "no_shared_prompt"
-    if not chosen_reply or not rejected_reply or {chosen_reply[0]["role"], rejected_reply[0]["role"]} != {"assistant"}:
-        return "malformed_pair"
-    if any(m["role"] == "assistant" and not m["content"].strip() for m in chosen_reply + rejected_reply):
-        return "empty_response"
-    return prompt, chosen_reply, rejected_reply
-
-
-def _same(a: dict[str, str], b: dict[str, str]) -> bool:
-    return a["role"] == b["role"] and a["content"] == b["content"]
-
-
 def chat_pair(tokenizer: Any, prompt: Messages, reply: Messages) -> list[Segment]:
     """Chat-template segments of ``prompt + reply`` where only the reply's assistant turns train.
 
@@ -220,3 +201,25 @@ def chat_pair(tokenizer: Any, prompt: Messages, reply: Messages) -> list[Segment
     if not aligned:  # chat_segments cuts at every turn and header, so the prompt's end is always a boundary
         raise ValueError("chat template: the rendered prompt does not end on a segment boundary")
     return out
+
+
+def render_pair(tokenizer: Any, parts: PairParts, template: str) -> Pair | str:
+    """``(chosen segments, rejected segments)`` of ``parts`` in ``template`` ("chat" or "raw"), sharing the prompt."""
+    prompt, chosen, rejected = parts
+    eos = tokenizer.eos_token
+    if template == "raw" and isinstance(prompt, str):
+        return [(prompt, False), (chosen + eos, True)], [(prompt, False), (rejected + eos, True)]
+    if isinstance(prompt, str):  # a flat pair in the chat template: one user turn, one assistant turn
+        prompt = [{"role": "user", "content": prompt}]
+        chosen, rejected = [{"role": "assistant", "content": chosen}], [{"role": "assistant", "content": rejected}]
+    if template == "chat":
+        return chat_pair(tokenizer, prompt, chosen), chat_pair(tokenizer, prompt, rejected)
+    if any(m["role"] not in MARKERS for m in prompt + chosen + rejected):
+        return "malformed_message"  # a transcript has Human and Assistant turns only
+    head = (raw_hh_prompt(prompt), False)
+    return [head, (" " + raw_reply(chosen) + eos, True)], [head, (" " + raw_reply(rejected) + eos, True)]
+
+
+def raw_reply(reply: Messages) -> str:
+    """The reply's first assistant turn, and any later turns in transcript form."""
+    return reply[0]["content"] + "".join(f"\n\n{MARKERS[m['role']]}: {m['content']}" for m in reply[1:])

@@ -13,8 +13,10 @@ from typing import Any
 from lightning.pytorch import LightningModule, Trainer
 from omegaconf import DictConfig
 
+from src.eval.keys import task_nodes
 from src.eval.report import write_report
 from src.eval.run import as_tasks, run_tasks
+from src.eval.run_template import announce, data_template
 from src.eval.tasks.base import EvalContext
 from src.utils.instantiate import instantiate
 from src.utils.run import command_line
@@ -22,10 +24,12 @@ from src.utils.run import command_line
 
 def evaluate_after_fit(cfg: DictConfig, module: LightningModule, datamodule: Any, trainer: Trainer) -> dict[str, float]:
     out = Path(cfg.paths.output_dir)
-    tasks = as_tasks(instantiate(cfg.eval))
-    ctx = EvalContext(module.model, datamodule.tokenizer, progress=False)
-    header = f"the trained weights of `{command_line()}` (step {trainer.global_step})"
-    metrics, samples, files = run_tasks(tasks, ctx)  # every rank generates: a sharded model needs them all
+    tasks, nodes = as_tasks(instantiate(cfg.eval)), task_nodes(cfg.eval)
+    template = data_template(cfg.data)  # tasks with template: null prompt as the run trained
+    ctx = EvalContext(module.model, datamodule.tokenizer, progress=False, template=template.name)
+    header = "; ".join(filter(None, [f"the trained weights of `{command_line()}` (step {trainer.global_step})",
+                                     announce(tasks, template, nodes)]))
+    metrics, samples, files = run_tasks(tasks, ctx, nodes)  # every rank generates: a sharded model needs them all
     flat = {f"eval/{task}/{key}": value for task, values in metrics.items() for key, value in values.items()}
     if trainer.is_global_zero:
         write_report(out / "eval", metrics, samples, files, header)

@@ -1,14 +1,16 @@
-"""Several evaluations side by side: one table and one figure.
+"""Several evaluations or training runs side by side: one table and one figure.
 
-    python -m src.eval.compare EVAL_DIR [EVAL_DIR ...] [--out-dir DIR] [--label-key KEY] [--metrics PATTERN ...]
+    python -m src.eval.compare DIR [DIR ...] [--out-dir DIR] [--label-key KEY] [--metrics PATTERN ...]
 
-Each EVAL_DIR is an ``evaluate.py`` output directory (``metrics.json`` with flat ``task/metric`` keys, and
-``.hydra/config.yaml``), or a Hydra multirun directory, which stands for its numbered job directories. A row is
-labelled by the evaluated model (the run directory name of ``model_path``) and every decoding setting that differs
-between the rows (``T=0.6``). Writes ``comparison.md`` (a column per metric; of pass@k, maj@k and bon_*@k only the
-largest k of each row, unless ``--metrics`` selects columns) and ``comparison.png``: accuracy against diversity
-(self-BLEU and distinct-2, one point per row) when a task has both -- the temperature-sweep trade-off -- and otherwise
-a grouped bar chart of the table's main metrics.
+Each DIR is an ``evaluate.py`` or ``train.py`` output directory (``metrics.json`` with flat ``task/metric`` or
+``val/metric`` keys, and ``.hydra/``), or a Hydra multirun directory, which stands for its numbered job directories.
+A row is labelled by what differs between the rows: the command-line overrides (``module.beta=0.3``, from
+``.hydra/overrides.yaml``), and for an evaluation the evaluated model (the run directory name of ``model_path``) and
+the decoding settings (``T=0.6``). Writes ``comparison.md`` (a column per metric; of pass@k, maj@k and bon_*@k only
+the largest k of each row, unless ``--metrics`` selects columns) and ``comparison.png``: accuracy against diversity
+(self-BLEU and distinct-2, one point per row) when a task has both -- the temperature-sweep trade-off -- else a panel
+per metric (src/eval/compare_figure.py): a line against the swept value when the rows differ in one number, bars
+labelled by row otherwise.
 """
 
 from __future__ import annotations
@@ -18,19 +20,16 @@ import json
 import os
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.eval.compare_figure import figure
 from src.eval.report import AT_K, format_value
+from src.eval.swept import swept, text
 
-ACCURACY = ("accuracy", "pass@1")  # the first one a task has is its accuracy axis
-DIVERSITY = {"self_bleu": "self-BLEU (lower = more diverse)", "distinct_2": "distinct-2 (higher = more diverse)"}
-BOOKKEEPING = {"prompts", "samples_per_prompt", "empty_responses", "truncated_rate", "mean_new_tokens", "seconds",
-               "tokens", "sequences", "nll", "disagreements", "mean_response_chars"}  # in the table, not the bars
 SETTINGS = {"temperature": "T", "top_p": "top_p", "top_k": "top_k", "n": "n", "max_new_tokens": "max_new_tokens",
             "stop": "stop", "seed": "seed"}  # batch_size is left out: it sets throughput, not the decoding
 RUN_FILES = ("hf", "checkpoints", "last")  # model_path may point inside a train.py run directory
@@ -42,6 +41,7 @@ class EvalRun:
     metrics: dict[str, float]
     config: DictConfig | None
     label: str = ""
+    swept: dict[str, str] = field(default_factory=dict)  # the overrides that differ between the compared runs
 
 
 def expand(path: str | Path) -> list[Path]:
@@ -87,7 +87,7 @@ def decoding(run: EvalRun) -> dict[str, str]:
     for task, spec in tasks.items():
         for key, value in (spec.get("generation") or {}).items() if isinstance(spec, DictConfig) else ():
             if key in SETTINGS:
-                values.setdefault(key, {})[task] = _text(value)
+                values.setdefault(key, {})[task] = text(value)
     parts = {}
     for key in sorted(values, key=list(SETTINGS).index):
         by_task = values[key]
@@ -97,22 +97,28 @@ def decoding(run: EvalRun) -> dict[str, str]:
 
 
 def set_labels(runs: list[EvalRun], label_keys: list[str]) -> None:
-    """The model, the decoding settings that differ between the runs that have them, and ``label_keys``."""
+    """What differs between the runs: the overrides (``module.beta=0.3``); for evaluations also the model and the
+    decoding settings that differ between the runs that have them. Then ``label_keys``."""
     settings = [decoding(run) for run in runs]
     differing = {key for s in settings for key in s if len({o[key] for o in settings if key in o}) > 1}
-    for run, setting in zip(runs, settings):
-        parts = [model_name(run)] + [part for key, part in setting.items() if key in differing]
+    for run, setting, overrides in zip(runs, settings, swept([r.path for r in runs], [r.config for r in runs])):
+        run.swept = overrides
+        evaluation = run.config is not None and "model_path" in run.config
+        parts = [f"{key}={value}" for key, value in overrides.items() if not (evaluation and _told(key))]
+        if evaluation or not parts:  # a training run's directory name (0, 1, ...) says nothing a sweep varied
+            parts = [model_name(run), *(part for key, part in setting.items() if key in differing), *parts]
         for key in label_keys:
             value = OmegaConf.select(run.config, key) if run.config is not None else None
-            parts.append(f"{key.rsplit('.', 1)[-1]}={_text(value)}")
+            parts.append(f"{key.rsplit('.', 1)[-1]}={text(value)}")
         run.label = " ".join(dict.fromkeys(parts))
     counts = Counter(run.label for run in runs)
     for run in runs:  # rows that nothing above tells apart are told apart by their directory
         run.label += f" ({run.path.parent.name}/{run.path.name})" if counts[run.label] > 1 else ""
 
 
-def _text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def _told(key: str) -> bool:
+    """An evaluation's override that its label already tells: the model, or a decoding setting (``T=0.6``)."""
+    return key in ("model_path", "predictions") or (".generation." in key and key.rsplit(".", 1)[-1] in SETTINGS)
 
 
 def columns(runs: list[EvalRun], patterns: list[str] | None) -> list[str]:
@@ -145,73 +151,19 @@ def markdown(runs: list[EvalRun], cols: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def tradeoff_tasks(runs: list[EvalRun]) -> dict[str, tuple[str, list[str]]]:
-    """``{task: (accuracy metric, [diversity metrics])}`` for the tasks where some row has both."""
-    found = {}
-    for task in dict.fromkeys(key.split("/")[0] for run in runs for key in run.metrics):
-        for acc in ACCURACY:
-            both = [d for d in DIVERSITY if any({f"{task}/{acc}", f"{task}/{d}"} <= run.metrics.keys() for run in runs)]
-            if both:
-                found[task] = (acc, both)
-                break
-    return found
-
-
 def write_figure(runs: list[EvalRun], cols: list[str], path: Path) -> str:
-    """The accuracy/diversity scatter if a task allows it, else bars; returns which ("tradeoff" or "bars")."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Write ``comparison.png``; returns which kind it is ("tradeoff", "lines" or "bars")."""
     import matplotlib.pyplot as plt
 
-    tasks = tradeoff_tasks(runs)
-    fig = _tradeoff(plt, runs, tasks) if tasks else _bars(plt, runs, cols)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig, kind = figure(runs, cols)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
-    return "tradeoff" if tasks else "bars"
-
-
-def _tradeoff(plt: Any, runs: list[EvalRun], tasks: dict[str, tuple[str, list[str]]]) -> Any:
-    fig, axes = plt.subplots(len(tasks), len(DIVERSITY), figsize=(11, 4.2 * len(tasks)), squeeze=False)
-    for row, (task, (acc, present)) in zip(axes, tasks.items()):
-        for ax, diversity in zip(row, DIVERSITY):
-            keys = (f"{task}/{diversity}", f"{task}/{acc}")
-            if diversity not in present:
-                ax.axis("off")
-                continue
-            for i, run in ((i, run) for i, run in enumerate(runs) if set(keys) <= run.metrics.keys()):
-                x, y = (run.metrics[k] for k in keys)
-                ax.scatter(x, y, color=plt.cm.tab10(i % 10), zorder=3)
-                ax.annotate(run.label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-            ax.set(xlabel=DIVERSITY[diversity], ylabel=f"{task}/{acc}", title=f"{task}: {acc} vs {diversity}")
-            ax.margins(x=0.35, y=0.15)  # room for the labels
-            ax.grid(alpha=0.3)
-    return fig
-
-
-def _bars(plt: Any, runs: list[EvalRun], cols: list[str]) -> Any:
-    main = [c for c in cols if _metric(c) not in BOOKKEEPING] or cols
-    fractions = [c for c in main if all(0 <= run.metrics.get(c, 0) <= 1 for run in runs)]
-    panels = ([fractions] if fractions else []) + [[c] for c in main if c not in fractions]  # one scale per panel
-    fig, axes = plt.subplots(1, len(panels), figsize=(2 + 1.2 * len(main) + 2 * len(panels), 4.5), squeeze=False,
-                             gridspec_kw={"width_ratios": [len(p) for p in panels]})
-    width = 0.8 / len(runs)
-    for ax, metrics in zip(axes[0], panels):
-        for i, run in enumerate(runs):
-            xs = [j + (i - (len(runs) - 1) / 2) * width for j in range(len(metrics))]
-            ax.bar(xs, [run.metrics.get(m, float("nan")) for m in metrics], width, color=plt.cm.tab10(i % 10),
-                   label=run.label)
-        ax.set_xticks(range(len(metrics)), metrics, fontsize=7, rotation=30, ha="right")
-        if metrics is fractions:
-            ax.set_ylim(0, 1.05)
-    axes[0][0].legend(fontsize=7)
-    return fig
+    return kind
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dirs", nargs="+", help="evaluate.py output directories or multirun directories")
+    parser.add_argument("dirs", nargs="+", help="evaluate.py or train.py output directories, or multirun directories")
     parser.add_argument("--out-dir", help="where to write comparison.md/.png (default: the dirs' common parent)")
     parser.add_argument("--label-key", action="append", default=[],
                         help="a dotted config key added to every label, e.g. eval.num_prompts (repeatable)")
@@ -224,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out_dir or os.path.commonpath([Path(d).resolve() for d in args.dirs]))
     out.mkdir(parents=True, exist_ok=True)
     table = markdown(runs, cols)
-    (out / "comparison.md").write_text(f"# Comparison of {len(runs)} evaluations\n\n{table}")
+    (out / "comparison.md").write_text(f"# Comparison of {len(runs)} runs\n\n{table}")
     kind = write_figure(runs, cols, out / "comparison.png")
     print(table + f"\nwrote {out / 'comparison.md'} and {out / 'comparison.png'} ({kind})")
 

@@ -35,13 +35,43 @@ def load_model(model_path: str, dtype: str = "auto", device: str = "auto",
         if path.is_dir() and not (path / "config.json").is_file():
             raise FileNotFoundError(f"model_path={model_path}: not a run directory (no .hydra/config.yaml), a Hugging "
                                     "Face model directory (no config.json) or a LoRA adapter (no adapter_config.json)")
-        model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=DTYPES[dtype])
-        tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+        if not path.is_dir():
+            _require_hub_id(model_path, path)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=DTYPES[dtype])
+            tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+        except OSError as err:
+            if path.is_dir():
+                raise
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise OSError(f"model_path={model_path}: no such directory, and no hub model by that id ({reason}); "
+                          f"{ACCEPTS}") from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.to(device).eval(), tokenizer
+
+
+ACCEPTS = ("expected a train.py run directory, a Hugging Face model directory, a LoRA adapter directory, or a hub id "
+           "(org/name)")
+
+
+def _require_hub_id(model_path: str, path: Path) -> None:
+    """Fail at once on what can only be a local path (a file, an absolute or dotted path, a missing folder below an
+    existing one such as ``logs/typo``), instead of a hub lookup that retries for a minute offline."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if path.is_file():
+        raise FileNotFoundError(f"model_path={model_path} is a file; {ACCEPTS}")
+    try:
+        validate_repo_id(model_path)
+        hub_id = not model_path.startswith((".", "~")) and not (len(path.parts) > 1 and path.parent.is_dir())
+    except HFValidationError:
+        hub_id = False
+    if not hub_id:
+        raise FileNotFoundError(f"model_path={model_path} does not exist; {ACCEPTS}")
 
 
 def _from_run(run: Path, dtype: str) -> tuple[Any, Any]:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
+from src.eval.keys import named_at
 from src.eval.report import write_report
 from src.eval.tasks.base import EvalContext, EvalTask
 
@@ -25,12 +29,16 @@ def as_tasks(node: Any) -> dict[str, EvalTask]:
     return {task.name: task for task in tasks.values()}
 
 
-def run_tasks(tasks: dict[str, EvalTask], ctx: EvalContext) -> tuple[dict[str, dict[str, float]], list, dict]:
-    """``(metrics per task, sample records, extra files)``; each task's wall time is a metric (``seconds``)."""
+def run_tasks(tasks: dict[str, EvalTask], ctx: EvalContext, nodes: dict[str, tuple[str, DictConfig]] | None = None
+              ) -> tuple[dict[str, dict[str, float]], list, dict]:
+    """``(metrics per task, sample records, extra files)``; each task's wall time is a metric (``seconds``).
+
+    ``nodes``: each task's config key and node (``src.eval.keys.task_nodes``), so its errors name its keys."""
     metrics, samples, files = {}, [], {}
     for name, task in tasks.items():
         start = time.perf_counter()
-        result = task.evaluate(ctx)
+        with named_at(*nodes[name]) if nodes and name in nodes else nullcontext():
+            result = task.evaluate(ctx)
         metrics[name] = {**result.metrics, "seconds": round(time.perf_counter() - start, 2)}
         samples += result.samples
         files.update(result.files)
@@ -38,8 +46,9 @@ def run_tasks(tasks: dict[str, EvalTask], ctx: EvalContext) -> tuple[dict[str, d
     return metrics, samples, files
 
 
-def evaluate_to(out_dir: Path, tasks: dict[str, EvalTask], ctx: EvalContext, header: str) -> dict[str, float]:
-    metrics, samples, files = run_tasks(tasks, ctx)
+def evaluate_to(out_dir: Path, tasks: dict[str, EvalTask], ctx: EvalContext, header: str,
+                nodes: dict[str, tuple[str, DictConfig]] | None = None) -> dict[str, float]:
+    metrics, samples, files = run_tasks(tasks, ctx, nodes)
     flat = write_report(out_dir, metrics, samples, files, header)
     log.info("evaluation written to %s (metrics.json, results.md, samples.jsonl)", out_dir)
     return flat

@@ -4,11 +4,10 @@ Lightning's ``CSVLogger`` deletes an existing ``metrics.csv`` when it starts ("P
 will be deleted"), so resuming a run into its own directory loses every row before the checkpoint. This logger
 keeps them:
 
-- Resuming (``ckpt_path`` given): the rows logged before the checkpoint stay; the rows at or past its step are
-  dropped, because the resumed run logs them again. Lightning logs a row at ``_batches_that_stepped``, which after
-  a restore equals the checkpoint's ``global_step`` and before it was at most ``global_step - 1`` (the validation
-  that triggered the checkpoint logs before the counter moves on). So "keep ``step < global_step``" leaves every
-  (step, metric) once. This holds for automatic optimization with one optimizer, which every module here uses.
+- Resuming (``ckpt_path`` given): the rows up to the checkpoint's step stay; the rows past it are dropped, because
+  the resumed run logs them again. Rows are numbered by the optimizer steps done (``StepNumbers``): the rows up to
+  a checkpoint at ``global_step`` G are numbered at most G (its own validation is G), and the resumed run's first
+  row is G + 1. So "keep ``step <= G``" leaves every (step, metric) once.
 - A fresh run into a directory that has a ``metrics.csv``: the old file moves to ``metrics-<n>.csv``.
 - A column that appears later rewrites the file with the union header, from the kept rows plus the new ones.
 """
@@ -85,7 +84,7 @@ class HistoryWriter(ExperimentWriter):
         if "step" not in header:  # killed before its header was written: nothing to keep
             path.unlink()
             return
-        kept = [row for row in rows if int(row["step"]) < self.resume_step]
+        kept = [row for row in rows if int(row["step"]) <= self.resume_step]
         write_history(path, header, kept)
         # The file's columns are known columns: a later save appends under them, or rewrites with their union.
         self.metrics_keys = sorted(header)

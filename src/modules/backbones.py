@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
-from src.utils.checks import require
+from src.utils.checks import require, require_choice
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -26,10 +26,17 @@ def tiny_llama(
     max_position_embeddings: int = 1024,
     tie_word_embeddings: bool = False,
     seed: int = 0,
+    dtype: str = "float32",
+    attn_implementation: str | None = None,
+    gradient_checkpointing: bool = False,
     lora: dict[str, Any] | None = None,
 ) -> PreTrainedModel:
-    """A randomly initialised Llama-architecture model, deterministic in ``seed`` whatever the global RNG state."""
+    """A randomly initialised Llama-architecture model, deterministic in ``seed`` whatever the global RNG state.
+
+    ``dtype``, ``attn_implementation``, ``gradient_checkpointing`` and ``lora`` mean what they mean for
+    :func:`pretrained`, so an experiment that sets them runs on either backbone (``model=tiny``)."""
     require(hidden_size % num_heads == 0, "model.hidden_size", hidden_size, f"a multiple of num_heads={num_heads}")
+    require_choice("model.dtype", dtype, [d for d in DTYPES if d != "auto"])
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
@@ -42,10 +49,13 @@ def tiny_llama(
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        **({"attn_implementation": attn_implementation} if attn_implementation else {}),
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
+        model = LlamaForCausalLM(config).to(DTYPES[dtype])
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable()
     return apply_lora(model, lora)
 
 

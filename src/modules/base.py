@@ -194,9 +194,20 @@ class PostTrainModule(LightningModule):
         return not self.skip_diagnostics and (stage != "train" or self.logs_this_step())
 
     def logs_this_step(self) -> bool:
+        """Whether Lightning writes this training step's row, so its diagnostics are computed on exactly that step.
+
+        Lightning writes a row when ``(steps done + 1) % log_every_n_steps == 0`` (``LoggerConnector.
+        should_update_logs``, whose stepped-batch counter equals ``global_step`` under the automatic optimization with
+        one optimizer that every module here uses) or when the loop is stopping, and on every step of a
+        ``fast_dev_run``. The run's last step is stopped by ``FinalValidation`` only after it has run, so it counts
+        here too."""
         if self._trainer is None:
             return True
-        return self.global_step % max(1, self.trainer.log_every_n_steps) == 0
+        trainer = self.trainer
+        step = trainer.global_step + 1  # the step being taken, counted as its row will be (StepNumbers)
+        every = trainer.log_every_n_steps
+        return (bool(trainer.fast_dev_run) or trainer.should_stop or 0 < trainer.max_steps <= step
+                or (every > 0 and step % every == 0))
 
     def token_denominator(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The ``num_items_in_batch`` that makes token means exact over the accumulation window and all ranks.

@@ -4,7 +4,8 @@
 ``distill`` node (seed model = the run's own backbone before training). Rows are joined to generations by id (the
 row's ``id`` field, else its index), never by position. Under several processes (``torchrun distill.py``) each rank
 generates its shards and rank 0 merges by id; every shard is seeded by its index, so the result does not depend on
-the number of processes or on where a killed run stopped.
+the number of processes or on where a killed run stopped. Generations made elsewhere (``distill.py generations=``,
+``src.sdft.saved``) go through the same ``prepare`` and ``merge``: only where the texts come from differs.
 """
 
 from __future__ import annotations
@@ -42,20 +43,16 @@ def distill(
     (sampling, T 0.95, top_p 0.7, top_k 50, 512 new tokens). ``split`` / ``subset`` name a hub dataset's split and
     configuration; ``limit`` keeps the first rows.
     """
-    require_choice("distill.fallback", fallback, ("original", "drop"))
     require(shard_size >= 1, "distill.shard_size", shard_size, "at least 1")
     generation = generation or Sampling(temperature=0.95, top_p=0.7, top_k=50, max_new_tokens=512)
     require(generation.n == 1, "distill.generation.n", generation.n, "1 (one rewrite per row)")
-    rows = read_rows(path, split, subset, limit)
-    ids = row_ids(rows, path)
-    field = _check_fields(rows, ids, response_field, path)
-    filters = {name: f for name, f in (filters or {}).items() if f is not None}
+    rows, ids, field, filters = prepare(path, split, subset, limit, response_field, filters, fallback)
     gen_key = digest({"weights": weights_fingerprint(model), "template": dataclasses.asdict(template),
                       "generation": dataclasses.asdict(generation), "rows": digest(rows), "field": field,
                       "shard_size": shard_size})  # a shard's rows and seed depend on it
     out = Path(cache_dir) / gen_key
     data_key = digest({"filters": {n: [type(f).__name__, vars(f)] for n, f in filters.items()}, "fallback": fallback})
-    target = out / f"distilled-{data_key}{'.json' if Path(path).suffix == '.json' else '.jsonl'}"
+    target = out / f"distilled-{data_key}{dataset_suffix(path)}"
     if target.is_file() and not force:
         log.info("distill: reusing %s (same seed model, template, decoding, rows and filters)", target)
         return target
@@ -66,10 +63,26 @@ def distill(
         torch.distributed.barrier()
     if rank == 0:
         generated = {r["id"]: r for s in sorted(shards.glob("*.jsonl")) for r in read_jsonl(s)}
-        _merge(rows, ids, field, generated, filters, fallback, target, path)
+        merge(rows, ids, field, generated, filters, fallback, target, path)
     if world_size > 1:
         torch.distributed.barrier()
     return target
+
+
+def prepare(path: str, split: str, subset: str | None, limit: int | None, response_field: str | None,
+            filters: dict[str, Any] | None, fallback: str) -> tuple[list[dict[str, Any]], list[str], str, dict]:
+    """The rows, their ids, the response field and the active filters; every check that needs no generation, so
+    both sources of generations (a model here, a file in ``src.sdft.saved``) fail on bad settings alike."""
+    require_choice("distill.fallback", fallback, ("original", "drop"))
+    rows = read_rows(path, split, subset, limit)
+    ids = row_ids(rows, path)
+    field = _check_fields(rows, ids, response_field, path)
+    return rows, ids, field, {name: f for name, f in (filters or {}).items() if f is not None}
+
+
+def dataset_suffix(path: str) -> str:
+    """The distilled file's format: JSON for a JSON input, else JSON Lines (a hub dataset's rows too)."""
+    return ".json" if Path(path).suffix == ".json" else ".jsonl"
 
 
 def read_rows(path: str, split: str, subset: str | None, limit: int | None) -> list[dict[str, Any]]:
@@ -134,8 +147,11 @@ def _instruction(row: dict[str, Any]) -> str | None:
     return next((str(row[f]) for f in INSTRUCTION_FIELDS if row.get(f) is not None), None)
 
 
-def _merge(rows, ids, field, generated, filters, fallback, target, path) -> None:
-    """Join by id, filter, and write the dataset, ``provenance.jsonl`` and ``summary.json`` beside it."""
+def merge(rows, ids, field, generated, filters, fallback, target, path) -> None:
+    """Join by id, filter, and write the dataset, ``provenance.jsonl`` and ``summary.json`` beside it.
+
+    ``generated`` maps a row id to ``{"text", "num_tokens", "truncated"}`` (a shard's records, or a saved file's;
+    the file's counts may be None)."""
     missing = [rid for rid in ids if rid not in generated]
     if missing:
         raise RuntimeError(f"distill: no generation for {len(missing)} rows of {path}, e.g. ids {missing[:5]}")

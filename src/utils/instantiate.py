@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from src.utils.checks import group_of, rekey
 
 
 def instantiate(node: DictConfig, **kwargs: Any) -> Any:
     try:
         return hydra.utils.instantiate(node, **kwargs)
     except hydra.errors.InstantiationException as err:
-        # Hydra wraps the real cause (e.g. an out-of-range value) in a long chain: surface it first.
+        # Hydra wraps the real cause (e.g. an out-of-range value) in a long chain: surface it first, on one line,
+        # with its keys named where the failing node is (data.val_size -> eval.data.val_size under evaluate.py).
         cause = err.__cause__ or err
         if not _rebuildable(cause):
             raise err
-        raise type(cause)(f"{cause}\n(while instantiating {node.get('_target_')})") from err
+        where = re.search(r"full_key: (\S+)", str(err))
+        target = re.search(r"target '([^']+)'", str(err))
+        message = _rekeyed(str(cause), node, where.group(1)) if where else str(cause)
+        raise type(cause)(f"{message} (while instantiating {target.group(1) if target else node.get('_target_')})"
+                          ) from err
+
+
+def _rekeyed(message: str, root: DictConfig, where: str) -> str:
+    """``message`` naming the keys of the node at ``where`` (a key of the whole config, which ``root`` is part of)."""
+    group = group_of(where)
+    parts = where.split(".")
+    for start in range(len(parts) + 1):  # root may be cfg.eval, and where "eval.tasks.ppl.data"
+        failing = OmegaConf.select(root, ".".join(parts[start:])) if start < len(parts) else root
+        if group and isinstance(failing, DictConfig):
+            return rekey(message, group, where, failing.keys())
+    return message
 
 
 def _rebuildable(err: BaseException) -> bool:

@@ -60,8 +60,10 @@ def front_matter(cfg: dict[str, Any]) -> dict[str, Any]:
     return {**meta, "tags": tags}
 
 
-def model_card(cfg: dict[str, Any], metrics: dict[str, float], command: str, steps: int) -> str:
-    """The card for a run: ``cfg`` is the resolved config (a plain dict), ``metrics`` the final validation."""
+def model_card(cfg: dict[str, Any], metrics: dict[str, float], command: str, steps: int,
+               curves: str | None = None) -> str:
+    """The card for a run: ``cfg`` is the resolved config (a plain dict), ``metrics`` the final validation,
+    ``curves`` the training curves' PNG, relative to the card."""
     module, data, model = cfg.get("module") or {}, cfg.get("data") or {}, cfg.get("model") or {}
     objective = objective_name(module)
     base, backbone = model.get("name_or_path"), short_name(model.get("_target_"))
@@ -75,6 +77,7 @@ def model_card(cfg: dict[str, Any], metrics: dict[str, float], command: str, ste
         f"## Data: `{short_name(data.get('_target_'))}`\n\n{_yaml_block(data)}",
         f"## Model: `{backbone}`\n\n{_yaml_block(model)}",
         f"## Final validation metrics\n\n{_metrics_table(metrics)}",
+        *([f"## Training curves\n\n![training and validation curves]({curves})"] if curves else []),
         f"## Reproduce\n\n```bash\n{command}\n```",
         ("## Use\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
          'model = AutoModelForCausalLM.from_pretrained("<this directory>")\n'
@@ -84,8 +87,8 @@ def model_card(cfg: dict[str, Any], metrics: dict[str, float], command: str, ste
 
 
 def write_model_card(out_dir: str | Path, cfg: dict[str, Any], metrics: dict[str, float], command: str,
-                     steps: int) -> Path:
+                     steps: int, curves: str | None = None) -> Path:
     """Write the card as ``<out_dir>/README.md``, where the Hub and ``huggingface_hub`` look for it."""
     path = Path(out_dir) / "README.md"
-    path.write_text(model_card(cfg, metrics, command, steps))
+    path.write_text(model_card(cfg, metrics, command, steps, curves))
     return path

@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.export import HFExport
 from src.loggers.csv import checkpoint_step
+from src.utils.curves import plot_curves
 from src.utils.model_card import write_model_card
 
 log = logging.getLogger(__name__)
@@ -93,8 +95,8 @@ def comparison_table(history: dict[int, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def outputs_summary(trainer: Trainer, hf_dir: Path | None) -> str:
-    """Where the run's checkpoints, metrics history and Hugging Face export are."""
+def outputs_summary(trainer: Trainer, hf_dir: Path | None, curves: Path | None = None) -> str:
+    """Where the run's checkpoints, metrics history, curves and Hugging Face export are."""
     ckpt = trainer.checkpoint_callback  # the first: model_checkpoint, the best by a metric
     best = getattr(ckpt, "best_model_path", "") or "none"
     if best != "none" and getattr(ckpt, "best_model_score", None) is not None:
@@ -106,9 +108,19 @@ def outputs_summary(trainer: Trainer, hf_dir: Path | None) -> str:
         f"checkpoint (last): {next((path for path in last if path), 'none')}",
         f"checkpoint (best): {best}",
         f"metrics.csv:       {metrics_csv(trainer) or 'none'}",
+        f"curves:            {curves or 'none'}",
         f"hf export:         {hf_dir or 'none'}" + (" (with README.md model card)" if hf_dir else ""),
     ]
     return "\n".join(lines)
+
+
+def write_curves(cfg: DictConfig, trainer: Trainer) -> Path | None:
+    """``<run dir>/curves.png`` from the run's whole ``metrics.csv``; none without a CSV history or without train/val
+    values in it (``debug=fdr``, a run stopped before its first logged step)."""
+    history, out = metrics_csv(trainer), Path(cfg.paths.output_dir) / "curves.png"
+    if history is None or not out.parent.is_dir():
+        return None
+    return out if plot_curves(history, out, cfg.get("run_name") or out.parent.name) is not None else None
 
 
 def exported_dir(trainer: Trainer) -> Path | None:
@@ -121,18 +133,23 @@ def finish_run(cfg: DictConfig, trainer: Trainer) -> dict[str, float]:
     before/after. Returns the final metrics as plain floats."""
     if resumed_at_its_end(cfg, trainer):
         return finish_complete_run(cfg, trainer)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    # step and epoch are row numbers (StepNumbers), not metrics
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k not in ("step", "epoch")}
     out = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
         if out.exists():
             (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         history = validation_history(trainer)
+        curves = write_curves(cfg, trainer)
         hf_dir = exported_dir(trainer)
         if hf_dir:
             final = history[max(history)] if history else {}
             resolved = OmegaConf.to_container(cfg, resolve=True)
-            write_model_card(hf_dir, resolved, final, command_line(), trainer.global_step)
-        log.info("outputs:\n%s", outputs_summary(trainer, hf_dir))
+            if curves:  # a copy: the card is read alone (on the Hub), where ../curves.png does not exist
+                shutil.copyfile(curves, hf_dir / curves.name)
+            write_model_card(hf_dir, resolved, final, command_line(), trainer.global_step,
+                             curves=curves.name if curves else None)
+        log.info("outputs:\n%s", outputs_summary(trainer, hf_dir, curves))
         log.info("validation, before and after training:\n%s", comparison_table(history))
     log.info("final metrics: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})
     return metrics

@@ -1,7 +1,8 @@
 """Every command in the README's ``bash`` blocks runs here, through the real CLI, in a fresh subprocess.
 
 Each block is one scenario, its commands run in order in one scratch directory (so a later command can use an
-earlier one's run directory), with ``PROJECT_ROOT`` pointing there so ``logs/`` lands in it too. Commands are shortened
+earlier one's run directory, or a file an earlier ``cat > <file> <<'EOF'`` heredoc wrote), with ``PROJECT_ROOT``
+pointing there so ``logs/`` lands in it too. Commands are shortened
 by a suffix (a few steps, tiny model); hub recipes get local stand-ins for their model and data; multi-GPU recipes
 (``trainer=fsdp``) are composed with ``--cfg job``, since CI has no GPU. The ``pip install`` halves of the two setup
 commands are what CI itself runs. A README command that stops working fails here.
@@ -24,6 +25,7 @@ from tests.helpers import ROOT, compose_cfg, local_stand_ins
 
 README = ROOT / "README.md"
 BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
+HEREDOC = re.compile(r"^cat > \S+ <<'?(\w+)'?$")  # a README's example data file, written before it is used
 TOY_EXPERIMENTS = re.compile(r"experiment=(quickstart|\w+_toy)\b")
 # A short run of anything: a few optimizer steps (the run validates at its end), small validation budgets.
 SHORT = ["++trainer.limit_val_batches=2",
@@ -34,11 +36,28 @@ def scenarios() -> list[tuple[str, list[str]]]:
     """``(id, commands)`` per bash block that runs something of this project."""
     found = []
     for number, block in enumerate(BLOCK.findall(README.read_text())):
-        commands = [_command(line) for line in block.splitlines()]
-        commands = [c for c in commands if c]
-        if commands:
-            found.append((f"block{number}-{_slug(commands[0])}", commands))
+        commands = _commands(block)
+        project = [c for c in commands if c.startswith("python ")]
+        if project:
+            found.append((f"block{number}-{_slug(project[0])}", commands))
     return found
+
+
+def _commands(block: str) -> list[str]:
+    """The block's project commands, and the ``cat > <file> <<'EOF'`` heredocs that write the files they read."""
+    commands, lines = [], iter(block.splitlines())
+    for line in lines:
+        heredoc = HEREDOC.match(line.strip())
+        if heredoc:
+            body = []
+            for text in lines:
+                if text.strip() == heredoc.group(1):
+                    break
+                body.append(text)
+            commands.append("\n".join([line.strip(), *body, heredoc.group(1)]))
+        elif command := _command(line):
+            commands.append(command)
+    return commands
 
 
 def _command(line: str) -> str | None:
@@ -86,6 +105,9 @@ def test_readme_command_runs(scenario, assets, tmp_path):
     shutil.copytree(ROOT / "examples", tmp_path / "examples")  # README commands name these files relatively
     runs_per_dir: dict[str, int] = {}
     for command in scenario:
+        if command.startswith("cat > "):  # a heredoc that writes an example data file
+            subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True)
+            continue
         before = set(tmp_path.rglob("metrics.json"))
         run_dir = next((a for a in shlex.split(command) if a.startswith("hydra.run.dir=")), None)
         argv = shortened(command, assets, tmp_path, runs_per_dir.get(run_dir, 0) if run_dir else 0)

@@ -42,7 +42,8 @@ def build(cls, tokenizer, impl: str, lora=None, tie: bool = False, **hparams):
                 param.add_(0.05 * torch.randn(param.shape, generator=g))
     # A trainer stub: the global-batch denominator (num_items_in_batch) is then used, and every step logs.
     module._trainer = SimpleNamespace(strategy=OneRank(), accumulate_grad_batches=3, world_size=1,
-                                      log_every_n_steps=1, global_step=0)
+                                      log_every_n_steps=1, global_step=0, max_steps=-1,
+                                      fast_dev_run=False, should_stop=False)
     return module
 
 

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections import defaultdict
+from itertools import combinations
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,13 @@ def score_gsm8k(tmp_path: Path, gsm8k: Path, predictions: Path, *extra: str) -> 
     return run_eval(["eval=gsm8k", f"eval.path={gsm8k}", f"predictions={predictions}", *extra], tmp_path / "out")
 
 
+def head_file(tmp_path: Path, gsm8k: Path, n: int) -> Path:
+    """The first ``n`` rows of ``gsm8k`` as their own file (``limit=n`` would draw a random n)."""
+    path = tmp_path / f"first_{n}.json"
+    path.write_text(json.dumps(json.loads(gsm8k.read_text())[:n]))
+    return path
+
+
 # --- saved predictions --------------------------------------------------------------------------------------------
 def test_gold_responses_score_one_and_a_derangement_scores_zero(tmp_path, gsm8k):
     metrics = score_gsm8k(tmp_path, gsm8k, gold_predictions(tmp_path / "gold.jsonl", gsm8k))
@@ -105,11 +113,16 @@ def test_n_responses_give_pass_and_maj_at_every_k(tmp_path, gsm8k):
                  [g[2]] * 4,  # c=4
                  [w(3, 1), w(3, 2), w(3, 1), w(3, 3)]]  # c=0
     predictions = write_jsonl(tmp_path / "n4.jsonl", [{"id": i, "responses": r} for i, r in enumerate(responses)])
-    metrics = score_gsm8k(tmp_path, gsm8k, predictions, "eval.limit=4")
+    metrics = score_gsm8k(tmp_path, head_file(tmp_path, gsm8k, 4), predictions)
     pass_at = lambda n, c, k: 1 - math.comb(n - c, k) / math.comb(n, k)  # Chen et al. 2021, eq. 1
     for k in range(1, 5):
         assert metrics[f"gsm8k/pass@{k}"] == pytest.approx(sum(pass_at(4, c, k) for c in (2, 1, 4, 0)) / 4)
-    assert [metrics[f"gsm8k/maj@{k}"] for k in range(1, 5)] == [2 / 4, 2 / 4, 2 / 4, 3 / 4]
+    # maj@k over the C(4, k) subsets, per prompt (prompts 3 and 4 always 1 and 0):
+    # prompt 1 [g, w, w, g]: k=1 2/4; k=2 {01 02 03} g, {12 13 23} w: 3/6; k=3 {013 023} g of 4; k=4 tie -> g.
+    # prompt 2 [-, -, g, w]: k=1 1/4; k=2 {02 12 23} g of 6; k=3 {012 023 123} g of 4; k=4 tie -> g.
+    assert [metrics[f"gsm8k/maj@{k}"] for k in range(1, 5)] == pytest.approx(
+        [(2 / 4 + 1 / 4 + 1) / 4, (3 / 6 + 3 / 6 + 1) / 4, (2 / 4 + 3 / 4 + 1) / 4, 3 / 4])
+    assert metrics["gsm8k/maj@1"] == pytest.approx(metrics["gsm8k/pass@1"])
     assert metrics["gsm8k/accuracy"] == 7 / 16 and "gsm8k/pass@5" not in metrics
 
 
@@ -273,10 +286,12 @@ def by_prompt(records: list[dict]) -> list[list[dict]]:
 
 
 def best_of_k_from_samples(records: list[dict], kind: str) -> dict[int, float]:
-    """Recomputed from samples.jsonl: per prompt, the first highest ``score_<kind>`` among the first k samples."""
-    groups = by_prompt(records)
-    pick = lambda group, k: max(group[:k], key=lambda r: r[f"score_{kind}"])  # max() keeps the first of a tie
-    return {k: sum(pick(g, k)["correct"] for g in groups) / len(groups) for k in range(1, len(groups[0]) + 1)}
+    """Recomputed from samples.jsonl: per prompt, whether the first highest ``score_<kind>`` among k of its samples
+    is correct, averaged over every k-subset."""
+    groups, n = by_prompt(records), len(by_prompt(records)[0])
+    pick = lambda group, subset: max((group[i] for i in subset), key=lambda r: r[f"score_{kind}"])  # first of a tie
+    mean_over = lambda group, k: sum(pick(group, s)["correct"] for s in combinations(range(n), k)) / math.comb(n, k)
+    return {k: sum(mean_over(g, k) for g in groups) / len(groups) for k in range(1, n + 1)}
 
 
 def test_best_of_n_by_a_reward_model_from_predictions(tmp_path, gsm8k, reward_model_dir):
@@ -285,13 +300,13 @@ def test_best_of_n_by_a_reward_model_from_predictions(tmp_path, gsm8k, reward_mo
     responses = [[g[0], w[0], w[0] + " Yes.", g[0] + " Done."], [w[1], g[1], w[1] + "!", g[1] + "!"],
                  [w[2], w[2] + " Sure.", g[2], w[2] + "?"], [g[3], w[3], g[3] + " Ok.", w[3] + " Ok."]]
     predictions = write_jsonl(tmp_path / "n4.jsonl", [{"id": i, "responses": r} for i, r in enumerate(responses)])
-    metrics = score_gsm8k(tmp_path, gsm8k, predictions, "eval.limit=4", f"eval.reward_model={reward_model_dir}",
+    metrics = score_gsm8k(tmp_path, head_file(tmp_path, gsm8k, 4), predictions, f"eval.reward_model={reward_model_dir}",
                           "eval.compare_extractor=null")
     records = read_samples(tmp_path / "out")
     assert all(r["correct"] == r["response"].startswith("Adding up") for r in records)
     expected = best_of_k_from_samples(records, "reward")
     assert {k: metrics[f"gsm8k/bon_reward@{k}"] for k in range(1, 5)} == pytest.approx(expected)
-    assert metrics["gsm8k/bon_reward@1"] == 2 / 4  # the first samples: right, wrong, wrong, right
+    assert metrics["gsm8k/bon_reward@1"] == 7 / 16 == metrics["gsm8k/accuracy"]  # correct: 2, 2, 1 and 2 of 4
     best = [max(range(4), key=lambda i: group[i]["score_reward"]) for group in by_prompt(records)]
     assert any(best), "every prompt's best sample is its first: the test could not tell best-of-n from sample 0"
     rm = RewardModel(str(reward_model_dir))  # each score is of its own sample (no shift between prompts)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hydra.utils import instantiate
 
@@ -34,5 +36,5 @@ def test_experiment_fast_dev_run(experiment, assets, tmp_path):
 
     cfg = compose_cfg(smoke_overrides(experiment, assets, tmp_path) + ["debug=fdr"], tmp_path)
     metrics = train.train(cfg)
-    assert metrics["train/loss"] == metrics["train/loss"]  # finite, not NaN
+    assert math.isfinite(metrics["train/loss"])
     assert not (tmp_path / "hf").exists()  # debug=fdr writes no export

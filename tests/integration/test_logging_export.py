@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM
 
 import train
 from src.callbacks.export import HFExport, export_hf
+from src.callbacks.step_numbers import StepNumbers
 from src.loggers.csv import ResumableCSVLogger
 from src.modules.backbones import tiny_llama
 from src.utils.run import announce_run, command_line, finish_run
@@ -79,7 +80,7 @@ def fit_tiny(out, tokenizer, **trainer_kwargs) -> L.Trainer:
                                  save_last=True)
     trainer = L.Trainer(accelerator="cpu", max_steps=4, val_check_interval=2, check_val_every_n_epoch=None,
                         log_every_n_steps=1, logger=ResumableCSVLogger(out),
-                        callbacks=[checkpoint, HFExport(str(out / "hf"))], default_root_dir=out,
+                        callbacks=[checkpoint, HFExport(str(out / "hf")), StepNumbers()], default_root_dir=out,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         **trainer_kwargs)
     module = TinyLM(tokenizer)
@@ -121,11 +122,11 @@ def test_finish_run_writes_the_model_card_and_says_where_everything_is(tmp_path,
 
     with open(tmp_path / "csv" / "metrics.csv", newline="") as f:
         val_ce = {int(r["step"]): float(r["val/ce"]) for r in csv.DictReader(f) if r["val/ce"]}
-    assert sorted(val_ce) == [0, 1, 3] and metrics["val/ce"] == val_ce[3]
+    assert sorted(val_ce) == [0, 2, 4] and metrics["val/ce"] == val_ce[4]
     card = (tmp_path / "hf" / "README.md").read_text()
     assert yaml.safe_load(card.split("---\n")[1])["tags"] == ["posttrain", "ce", "tiny"]
     assert "## Objective: `CEModule`" in card and "type: SGD" in card and "num_train: 8" in card
-    assert "for 4 optimizer steps" in card and f"| `val/ce` | {val_ce[3]:.4f} |" in card
+    assert "for 4 optimizer steps" in card and f"| `val/ce` | {val_ce[4]:.4f} |" in card
     assert "```bash\npython train.py experiment=tiny trainer.max_steps=4\n```" in card
 
     said = caplog.text
@@ -135,8 +136,8 @@ def test_finish_run_writes_the_model_card_and_says_where_everything_is(tmp_path,
     assert f"metrics.csv:       {tmp_path / 'csv' / 'metrics.csv'}" in said
     assert f"hf export:         {tmp_path / 'hf'} (with README.md model card)" in said
     table = said.split("validation, before and after training:\n")[1].splitlines()
-    assert table[0].split() == ["validation", "first", "(step", "0)", "final", "(step", "3)"]
-    assert table[1].split() == ["val/ce", f"{val_ce[0]:.4f}", f"{val_ce[3]:.4f}"]
+    assert table[0].split() == ["validation", "first", "(step", "0)", "final", "(step", "4)"]
+    assert table[1].split() == ["val/ce", f"{val_ce[0]:.4f}", f"{val_ce[4]:.4f}"]
 
 
 def test_before_is_the_first_row_of_a_resumed_runs_history(tmp_path, caplog):
@@ -144,7 +145,7 @@ def test_before_is_the_first_row_of_a_resumed_runs_history(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     (tmp_path / "csv").mkdir()
     (tmp_path / "csv" / "metrics.csv").write_text("step,train/loss,val/ce,val/ppl\n0,,6.5,665.1\n0,6.4,,\n"
-                                                  "9,,5.0,148.4\n19,,4.0,54.6\n")
+                                                  "10,,5.0,148.4\n20,,4.0,54.6\n")
     trainer = L.Trainer(logger=ResumableCSVLogger(tmp_path), enable_progress_bar=False)
     finish_run(run_cfg(tmp_path), trainer)
     table = caplog.text.split("validation, before and after training:\n")[1].splitlines()

@@ -7,9 +7,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 
 from tests.helpers import ROOT
 
@@ -28,25 +30,40 @@ def final_weights(run_dir):
     return state["global_step"], state["state_dict"]
 
 
+class PauseAt(Callback):
+    """At the start of optimizer step ``step`` (0-based: the ``step + 1``-th), write ``marker`` and wait there until
+    the SIGTERM arrives, so the test knows exactly which step the signal lands in, with no sleep on its side."""
+
+    def __init__(self, step: int, marker: str):
+        self.step, self.marker = step, Path(marker)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step != self.step:
+            return
+        self.marker.write_text(str(self.step))
+        deadline = time.monotonic() + 120
+        while not trainer._signal_connector.received_sigterm and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
 @pytest.mark.slow
 def test_sigterm_then_auto_resume_gives_the_uninterrupted_run(tmp_path):
     env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}
     subprocess.run(command(tmp_path / "full"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
 
-    run_dir = tmp_path / "part"
-    proc = subprocess.Popen(command(run_dir, "ckpt_path=auto"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:  # the step-100 checkpoint
+    run_dir, marker = tmp_path / "part", tmp_path / "paused"
+    pause = [f"++callbacks.pause._target_={__name__}.PauseAt", "++callbacks.pause.step=150",
+             f"++callbacks.pause.marker={marker}"]
+    proc = subprocess.Popen(command(run_dir, "ckpt_path=auto", *pause), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
+    assert marker.exists(), proc.stderr.read()[-2000:] if proc.poll() is not None else "no step 150 in 300 s"
+    proc.send_signal(signal.SIGTERM)  # during step 151, after the step-100 validation's checkpoint
     _, stderr = proc.communicate(timeout=300)
     step, _ = final_weights(run_dir)
-    # Usually saved where SIGTERM stopped it (observed: steps 141-152), not at the step-100 validation; a SIGTERM that
-    # lands on an epoch's last batch, or while that validation is still finishing, leaves step 100.
-    assert 100 <= step < 200, (step, stderr[-2000:])
+    assert step == 151, (step, stderr[-2000:])  # the step SIGTERM stopped, not the step-100 last.ckpt
 
     subprocess.run(command(run_dir, "ckpt_path=auto"), cwd=ROOT, env=env, check=True, capture_output=True,
                    timeout=600)

@@ -13,9 +13,10 @@ from collections import Counter
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
+from src.callbacks.step_numbers import StepLearningRate, StepNumbers
 from src.loggers.csv import ResumableCSVLogger
 from tests.helpers import ROOT, TINY, TINY_MODEL
 
@@ -84,8 +85,9 @@ class KillAt(L.Callback):
 
 
 def run(out, ckpt_path=None, kill_at=None) -> None:
-    """12 steps, validating every 3 (and once before training, as train.py does), checkpointing each validation."""
-    callbacks = [ModelCheckpoint(dirpath=out / "checkpoints", save_last=True), LearningRateMonitor("step")]
+    """12 steps, validating every 3 (and once before training, as train.py does), checkpointing each validation;
+    rows numbered by steps done, as train.py numbers them."""
+    callbacks = [ModelCheckpoint(dirpath=out / "checkpoints", save_last=True), StepLearningRate("step"), StepNumbers()]
     trainer = L.Trainer(accelerator="cpu", max_steps=12, val_check_interval=3, check_val_every_n_epoch=None,
                         log_every_n_steps=1, logger=ResumableCSVLogger(out, ckpt_path=ckpt_path),
                         callbacks=callbacks + ([KillAt(kill_at)] if kill_at else []), default_root_dir=out,
@@ -111,8 +113,8 @@ def test_killed_and_resumed_history_equals_the_uninterrupted_one(tmp_path):
     resumed, full = history(metrics), history(tmp_path / "full" / "csv" / "metrics.csv")
     assert [pair for pair, n in Counter((s, k) for s, k, _ in resumed).items() if n > 1] == []
     assert sorted(resumed) == sorted(full)  # the same rows, values included: the resume is exact
-    assert {s for s, k, _ in resumed if k == "train/loss"} == set(range(12))
-    assert sorted(s for s, k, _ in resumed if k == "val/loss") == [0, 2, 5, 8, 11]
+    assert {s for s, k, _ in resumed if k == "train/loss"} == set(range(1, 13))
+    assert sorted(s for s, k, _ in resumed if k == "val/loss") == [0, 3, 6, 9, 12]
     assert columns(metrics) == ["epoch", "lr-SGD", "step", "train/late", "train/loss", "val/loss", "val/ppl"]
 
 
@@ -148,11 +150,11 @@ def test_train_py_killed_with_sigkill_resumes_its_history(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = history(metrics)
     assert [pair for pair, n in Counter((s, k) for s, k, _ in after).items() if n > 1] == []
-    assert [row for row in after if row[0] < 20] == [row for row in before if row[0] < 20]
-    assert {s for s, k, _ in after if k == "train/loss"} == set(range(40))
-    assert sorted(s for s, k, _ in after if k == "val/ce") == [0, 9, 19, 29, 39]
+    assert [row for row in after if row[0] <= 20] == [row for row in before if row[0] <= 20]
+    assert {s for s, k, _ in after if k == "train/loss"} == set(range(1, 41))
+    assert sorted(s for s, k, _ in after if k == "val/ce") == [0, 10, 20, 30, 40]
     log = (run_dir / "train.log").read_text()
     assert log.count(f"run directory: {run_dir}") == 2  # both processes said where they write
-    assert "first (step 0)" in log and "final (step 39)" in log
+    assert "first (step 0)" in log and "final (step 40)" in log
     card = (run_dir / "hf" / "README.md").read_text()
     assert "for 40 optimizer steps" in card and f"ckpt_path={ckpt}" in card

@@ -183,7 +183,7 @@ def test_a_run_always_ends_on_a_validation(tmp_path):
     """5 steps, validation every 2: Lightning alone validates after steps 2 and 4; the run also validates after 5,
     and last.ckpt holds step 5."""
     metrics = train.train(compose_cfg(SMALL + ["trainer.max_steps=5"], tmp_path))
-    assert validation_steps(tmp_path) == [0, 1, 3, 4]  # CSV steps: before, then after optimizer steps 2, 4 and 5
+    assert validation_steps(tmp_path) == [0, 2, 4, 5]  # before, then after optimizer steps 2, 4 and 5
     assert "val/ce" in metrics
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 5
 
@@ -193,7 +193,7 @@ def test_an_interval_longer_than_the_run_is_shortened(tmp_path):
     overrides = TINY + ["experiment=alright_toy", "trainer.max_steps=3", "data.sft.num_train=64",
                         "data.prefs.num_train=32"]
     metrics = train.train(compose_cfg(overrides, tmp_path))
-    assert "val/sft_loss" in metrics and validation_steps(tmp_path)[-1] == 2
+    assert "val/sft_loss" in metrics and validation_steps(tmp_path)[-1] == 3
 
 
 @pytest.mark.slow

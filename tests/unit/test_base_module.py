@@ -27,7 +27,8 @@ def module_on(tokenizer, accumulate: int = 3, world_size: int = 2) -> CEModule:
     module = CEModule(model=partial(tiny_llama, tokenizer, hidden_size=16, num_layers=1, num_heads=2),
                       optimizer=torch.optim.SGD)
     module._trainer = SimpleNamespace(strategy=TwoRanks(), accumulate_grad_batches=accumulate, world_size=world_size,
-                                      log_every_n_steps=1, global_step=0)
+                                      log_every_n_steps=1, global_step=0, max_steps=-1,
+                                      fast_dev_run=False, should_stop=False)
     return module
 
 

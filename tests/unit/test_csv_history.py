@@ -11,11 +11,10 @@ import torch
 from src.loggers.csv import HistoryWriter, ResumableCSVLogger, checkpoint_step, read_history
 
 HEADER = "epoch,lr,step,train/loss,val/loss\n"
-ROWS = [  # what Lightning writes: validation before training at step 0, then one train and one lr row per step
-    "0,,0,,2.0\n", ",0.1,0,,\n", "0,,0,1.9,\n",
-    ",0.1,1,,\n", "0,,1,1.8,\n",
-    ",0.1,2,,\n", "0,,2,1.7,\n", "0,,2,,1.6\n",  # validation after 3 steps, then the checkpoint (global_step 3)
-    ",0.1,3,,\n", "0,,3,1.5,\n",  # past the checkpoint: the resumed run logs these again
+ROWS = [  # what a run writes (rows numbered by steps done): validation before training at 0, a row per step
+    "0,,0,,2.0\n", "0,0.1,1,1.9,\n", "0,0.1,2,1.8,\n",
+    "0,0.1,3,1.7,\n", "0,,3,,1.6\n",  # validation after 3 steps, then the checkpoint (global_step 3)
+    "0,0.1,4,1.5,\n", "0,0.1,5,1.4,\n",  # past the checkpoint: the resumed run logs these again
 ]
 
 
@@ -33,20 +32,20 @@ def log_dir(tmp_path):
 def test_resume_keeps_rows_before_the_checkpoint_step(log_dir):
     HistoryWriter(str(log_dir), resume_step=3)
     kept = rows_of(log_dir / "metrics.csv")
-    assert [r["step"] for r in kept] == ["0", "0", "0", "1", "1", "2", "2", "2"]
+    assert [r["step"] for r in kept] == ["0", "1", "2", "3", "3"]
     assert kept[-1]["val/loss"] == "1.6"  # the validation that made the checkpoint stays
 
 
 def test_new_rows_append_and_a_new_column_rewrites_with_the_union_header(log_dir):
     writer = HistoryWriter(str(log_dir), resume_step=3)
-    writer.log_metrics({"train/loss": 1.4}, step=3)  # fewer columns than the file: appended under its header
+    writer.log_metrics({"train/loss": 1.4}, step=4)  # fewer columns than the file: appended under its header
     writer.save()
     writer.log_metrics({"val/loss": 1.3, "val/ppl": 3.7}, step=5)  # a column the file never had
     writer.save()
     rows = rows_of(log_dir / "metrics.csv")
     assert list(rows[0]) == ["epoch", "lr", "step", "train/loss", "val/loss", "val/ppl"]
-    assert len(rows) == 10 and rows[0]["val/loss"] == "2.0"  # the history survived the rewrite
-    assert [(r["step"], r["train/loss"], r["val/ppl"]) for r in rows[-2:]] == [("3", "1.4", ""), ("5", "", "3.7")]
+    assert len(rows) == 7 and rows[0]["val/loss"] == "2.0"  # the history survived the rewrite
+    assert [(r["step"], r["train/loss"], r["val/ppl"]) for r in rows[-2:]] == [("4", "1.4", ""), ("5", "", "3.7")]
 
 
 def test_torn_short_and_long_lines_are_dropped(tmp_path):

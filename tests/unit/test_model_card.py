@@ -74,3 +74,9 @@ def test_a_model_from_scratch_or_a_local_path_has_no_base_model(tmp_path):
 
     path = write_model_card(tmp_path, tiny, {}, "python train.py", 4)
     assert path == tmp_path / "README.md" and path.read_text() == card
+
+
+def test_the_training_curves_are_shown_when_given():
+    assert "## Training curves" not in model_card(DPO_CFG, {}, COMMAND, 1)
+    card = model_card(DPO_CFG, {}, COMMAND, 1, curves="curves.png")
+    assert section(card, "Training curves").strip() == "![training and validation curves](curves.png)"

@@ -151,7 +151,8 @@ def make_module(dm, reference: str, tmp_path, **hparams) -> DPOModule:
             elif "lora_B" in name:  # 0 at init: the adapters start as a no-op
                 p.normal_(std=0.2)
     module._trainer = SimpleNamespace(strategy=OneRank(), accumulate_grad_batches=1, world_size=1,
-                                      log_every_n_steps=1, global_step=0)  # num_items_in_batch counts
+                                      log_every_n_steps=1, global_step=0, max_steps=-1,
+                                      fast_dev_run=False, should_stop=False)  # num_items_in_batch counts
     return module
 
 

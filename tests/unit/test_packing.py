@@ -66,7 +66,8 @@ def build(cls, tokenizer, attn: str, **hparams):
     module.configure_model()
     module.model.config._attn_implementation = attn
     module._trainer = SimpleNamespace(strategy=OneRank(), accumulate_grad_batches=1, world_size=1,
-                                      log_every_n_steps=1, global_step=0)
+                                      log_every_n_steps=1, global_step=0, max_steps=-1,
+                                      fast_dev_run=False, should_stop=False)
     return module
 
 

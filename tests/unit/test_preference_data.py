@@ -8,8 +8,8 @@ from src.datamodules.preference import (
     HHPreferenceDataModule,
     ToyWorldPreferenceDataModule,
     UltraFeedbackPreferenceDataModule,
-    split_shared_prompt,
 )
+from src.datamodules.rows import split_shared_prompt
 from src.losses.logprobs import IGNORE_INDEX
 from tests.helpers import hh_rows, ultrafeedback_pref_rows, write_jsonl
 

@@ -33,8 +33,8 @@ def test_local_file_holds_out_val_size_rows_for_a_hub_split(tmp_path, caplog, cl
     assert not row_hashes(train) & row_hashes(val)
     assert len(dm.datasets["train"]) + len(dm.datasets["val"]) == 24
     held_out = [r.getMessage() for r in caplog.records if "holding out" in r.getMessage()]
-    assert held_out == [(f"data.path={path} is a single local file: holding out 4 of its rows as validation "
-                         f"(seed 3) in place of split {hub_split!r}")]
+    assert held_out == [(f"data.path={path} is a single local file: holding out 4 of its 24 rows as validation "
+                         f"(data.val_size=4, seed 3) in place of split {hub_split!r}")]
 
 
 def test_the_held_out_rows_are_those_of_val_split_null(tmp_path):
@@ -76,8 +76,8 @@ def test_configured_splits_that_share_rows_raise(tmp_path):
     rows = alpaca_rows(12)
     root = write_splits(tmp_path / "data", rows[:8], rows[5:10])  # rows 5, 6, 7 in both
     message = (f"data.path={root}: 3 of the 5 validation rows (split 'test') are also training rows (split 'train'); "
-               "point data.val_split at a held-out split, or set data.val_split=null to hold out "
-               "data.val_size=200 training rows")
+               "point data.val_split at a held-out split, or set data.val_split=null to hold training rows out "
+               "instead (data.val_size=0.05)")
     with pytest.raises(ValueError) as error:
         AlpacaDataModule(path=str(root), val_split="test").setup("fit")
     assert str(error.value) == message

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from src.eval.engine import Sample, Sampling, generate_samples
-from src.eval.prompts import render_prompt
+from src.eval.prompts import TEMPLATES, render_prompt
 from src.eval.rows import field as row_field
-from src.eval.rows import load_predictions, load_task_rows
+from src.eval.rows import load_predictions, load_task_rows, random_subset
 from src.utils.checks import require, require_choice
 
 
@@ -24,8 +24,10 @@ class EvalContext:
     tokenizer: Any = None
     predictions: str | None = None  # JSON lines of saved generations, scored without a model
     model_path: str | None = None  # for engines that load the model themselves (vLLM)
-    limit: int | None = None  # a prompt budget for every task (the validation callback's)
+    limit: int | None = None  # a prompt budget for every task (the validation callback's): a random subset of rows
     progress: bool = True
+    template: str | None = None  # the model's training template, for tasks whose template is null (run_template.py)
+    limit_seed: int = 0  # which random subset ``limit`` takes
 
 
 @dataclass
@@ -53,7 +55,8 @@ class EvalTask:
 class GenerativeTask(EvalTask):
     """Prompts from a file (``path``) answered by the model, n samples each, then scored by ``score``.
 
-    ``template``: ``chat`` (the tokenizer's), ``alpaca`` or ``raw``; ``system`` is a chat system message and
+    ``template``: ``chat`` (the tokenizer's), ``alpaca``, ``raw`` or ``hh`` (``src.eval.prompts``); null renders as
+    the evaluated model was trained (``src.eval.run_template``), else ``chat``. ``system`` is a chat system message and
     ``prompt_suffix`` is appended to every instruction (e.g. an answer-format request). ``engine=vllm`` generates
     with vLLM from ``model_path`` (GPU, optional); the default ``hf`` engine uses the in-memory model.
     """
@@ -61,11 +64,13 @@ class GenerativeTask(EvalTask):
     prompt_fields: tuple[str, ...] = ("instruction", "question", "prompt", "goal")
 
     def __init__(self, name: str, path: str, split: str = "test", subset: str | None = None, limit: int | None = None,
-                 template: str = "chat", system: str | None = None, prompt_suffix: str = "",
+                 template: str | None = None, system: str | None = None, prompt_suffix: str = "",
                  generation: Sampling | None = None, engine: str = "hf"):
         super().__init__(name)
         require(limit is None or limit >= 1, "eval.limit", limit, "at least 1 (or null for every row)")
         require_choice("eval.engine", engine, ("hf", "vllm"))
+        if template is not None:
+            require_choice("eval.template", template, TEMPLATES)
         self.path, self.split, self.subset, self.limit = path, split, subset, limit
         self.template, self.system, self.prompt_suffix, self.engine = template, system, prompt_suffix, engine
         self.generation = generation or Sampling()
@@ -81,7 +86,7 @@ class GenerativeTask(EvalTask):
 
     # --- shared machinery -------------------------------------------------------------------------------------
     def source_rows(self, ctx: EvalContext) -> list[dict[str, Any]]:
-        """Every row of the task's data: the ids a predictions file may name (the evaluated ones are a prefix)."""
+        """Every row of the task's data: the ids a predictions file may name (the evaluated ones a subset)."""
         return load_task_rows(self.path, self.split, self.subset)
 
     def files(self, rows: list[dict[str, Any]], samples: dict[str, list[Sample]]) -> dict[str, Any]:
@@ -91,8 +96,9 @@ class GenerativeTask(EvalTask):
     def instruction(self, row: dict[str, Any]) -> str:
         return row_field(row, self.prompt_fields, self.path, "prompt") + self.prompt_suffix
 
-    def prompt(self, row: dict[str, Any], tokenizer: Any) -> str:
-        return render_prompt(tokenizer, self.instruction(row), self.template, self.system, str(row.get("input") or ""))
+    def prompt(self, row: dict[str, Any], ctx: EvalContext) -> str:
+        template = self.template or ctx.template or "chat"
+        return render_prompt(ctx.tokenizer, self.instruction(row), template, self.system, str(row.get("input") or ""))
 
     def responses(self, rows: list[dict[str, Any]], ctx: EvalContext, known_ids: set[str]) -> dict[str, list[Sample]]:
         ids = [row["id"] for row in rows]
@@ -102,7 +108,7 @@ class GenerativeTask(EvalTask):
         if ctx.model is None:
             raise ValueError(f"eval task {self.name!r} needs model_path=<run dir | hf dir | hub id> or "
                              "predictions=<jsonl>")
-        prompts = [(row["id"], self.prompt(row, ctx.tokenizer)) for row in rows]
+        prompts = [(row["id"], self.prompt(row, ctx)) for row in rows]
         if self.engine == "vllm":
             from src.eval.vllm_engine import generate_vllm
 
@@ -111,8 +117,7 @@ class GenerativeTask(EvalTask):
 
     def evaluate(self, ctx: EvalContext) -> TaskResult:
         every = self.source_rows(ctx)
-        budget = prompt_budget(self.limit, ctx.limit)
-        rows = every if budget is None else every[:budget]
+        rows = random_subset(every, prompt_budget(self.limit, ctx.limit), ctx.limit_seed, self.name)
         for row in rows:  # a row the task cannot score fails before any generation
             self.instruction(row)
             self.check_row(row)

@@ -1,13 +1,14 @@
 """Math word problems with a final answer (GSM8K, MultiArith, the toy world): accuracy, pass@k, maj@k, best-of-n.
 
 With one greedy sample per prompt, ``accuracy`` is the paper's accuracy. With n samples it is the mean correctness
-of all samples (pass@1), and every k <= n adds: ``pass@k`` (Chen et al. 2021's unbiased estimator),
-``maj@k`` (self-consistency: the most common answer of the first k samples; unparseable samples do not vote),
-``bon_logprob@k`` (the sample with the highest mean token log-prob under the evaluated policy) and, with
-``reward_model``, ``bon_reward@k`` (the sample the reward model scores highest). Answers are extracted with
-``extractor`` (SDFT's last-number rule by default, see ``src.eval.answers``); ``compare_extractor`` scores every
-sample a second way too and reports ``accuracy_<extractor>`` and the number of ``disagreements``. ``diversity``
-adds distinct-n and self-BLEU of the same samples (``src.eval.diversity``).
+of all samples (pass@1), and every k <= n adds, each exact over every k of the n samples
+(``src.eval.sampling_metrics``, so each is the share of correct samples at k=1): ``pass@k`` (Chen et al. 2021's
+unbiased estimator), ``maj@k`` (self-consistency: the most common answer of k samples; unparseable samples do not
+vote, a tie goes to the earlier sample), ``bon_logprob@k`` (the sample with the highest mean token log-prob under the
+evaluated policy) and, with ``reward_model``, ``bon_reward@k`` (the sample the reward model scores highest). Answers
+are extracted with ``extractor`` (SDFT's last-number rule by default, see ``src.eval.answers``);
+``compare_extractor`` scores every sample a second way too and reports ``accuracy_<extractor>`` and the number of
+``disagreements``. ``diversity`` adds distinct-n and self-BLEU of the same samples (``src.eval.diversity``).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class AnswerTask(GenerativeTask):
 
     def _policy_scores(self, rows: list[dict[str, Any]], samples: dict[str, list[Sample]],
                        ctx: EvalContext) -> list[float]:
-        prompts = [self.prompt(row, ctx.tokenizer) for row in rows for _ in samples[row["id"]]]
+        prompts = [self.prompt(row, ctx) for row in rows for _ in samples[row["id"]]]
         flat = [s for row in rows for s in samples[row["id"]]]
         return policy_mean_logprobs(ctx.model, ctx.tokenizer, prompts, [s.text for s in flat],
                                     self.generation.batch_size, [s.end_token for s in flat])

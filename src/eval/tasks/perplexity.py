@@ -1,7 +1,9 @@
 """Token-weighted NLL and perplexity of a DataModule's validation split (any of ``conf/data/``).
 
 NLL = sum over every label token of -log p / number of label tokens (not a mean of per-batch means), so the
-number does not depend on the batch size. The DataModule tokenizes with the evaluated model's tokenizer.
+number does not depend on the batch size. The DataModule tokenizes with the evaluated model's tokenizer. ``limit``
+scores a random subset of the validation rows (``src.eval.rows.random_subset``): for LM-block data (WikiText) those
+rows are lines, joined into blocks after the draw.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 
 from src.datamodules.batching import EncodedDataset
 from src.datamodules.encode import special_prefix
+from src.eval.rows import random_subset
 from src.eval.tasks.base import EvalContext, EvalTask, TaskResult
 from src.losses.logprobs import token_logps
 
@@ -28,10 +31,10 @@ class PerplexityTask(EvalTask):
             raise ValueError("eval=ppl scores a model: give model_path=<run dir | hf dir | hub id>")
         dm = self.data
         dm.tokenizer, dm.prefix_ids = ctx.tokenizer, special_prefix(ctx.tokenizer)
-        if ctx.limit:
-            dm.val_limit = min(dm.val_limit or ctx.limit, ctx.limit)
-        # Only the validation split is encoded, with the model's tokenizer and the prompt budget.
-        dm.datasets["val"] = EncodedDataset(dm.encode_rows(dm.load_split("val"), "val"))
+        # Only the validation split is encoded, with the model's tokenizer and the prompt budget. data.val_limit, the
+        # DataModule's own, still takes its first rows: the budget draws from those.
+        rows = random_subset(dm.load_split("val"), ctx.limit, ctx.limit_seed, self.name)
+        dm.datasets["val"] = EncodedDataset(dm.encode_rows(rows, "val"))
         model, device = ctx.model, next(ctx.model.parameters()).device
         was_training = model.training
         model.eval()

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from src.eval.tasks.base import EvalContext, prompt_budget
+from src.eval.tasks.base import EvalContext
 from src.eval.tasks.math import AnswerTask
 from src.toyworld.tasks import make_problems
 
 
 class ToyWorldTask(AnswerTask):
-    """``num_prompts`` held-out toy problems (ids are their indices), scored by the toy answer rule.
+    """``num_prompts`` held-out toy problems (ids are their indices), scored by the toy answer rule: the answer
+    after the last "The answer is", the form toy-trained models learn. A model that answers in another form ("11 + 2
+    = 13") is scored wrong: evaluate it with ``eval=gsm8k``'s last-number rule instead.
 
     With ``path`` unset they are generated (deterministic in ``seed``); ``path=<file>`` reads rows in the GSM8K
-    format instead.
+    format instead. ``limit`` takes a random subset of the ``num_prompts``, as for a file.
     """
 
     def __init__(self, name: str = "toyworld", num_prompts: int = 200, seed: int = 0, kinds: list[str] | None = None,
@@ -24,7 +26,7 @@ class ToyWorldTask(AnswerTask):
     def source_rows(self, ctx: EvalContext) -> list[dict[str, Any]]:
         if self.path != "toyworld":
             return super().source_rows(ctx)
-        return toy_rows(prompt_budget(self.limit, ctx.limit, self.num_prompts), self.seed, self.kinds)
+        return toy_rows(self.num_prompts, self.seed, self.kinds)
 
 
 def toy_rows(n: int, seed: int = 0, kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
