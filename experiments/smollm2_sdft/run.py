@@ -39,7 +39,8 @@ HARMFUL = HERE / "advbench_style.csv"
 
 TRAIN = ["experiment=sft_smollm2", f"data.path={TRAIN_FILE}", "data.instruction_field=question",
          "data.response_field=answer", "data.max_length=384", "data.val_size=8", f"module.optimizer.lr={LR}",
-         "trainer.val_check_interval=1.0",  # each epoch: Lightning refuses an interval longer than one (22 batches)
+         # each epoch (Lightning refuses an interval longer than one, 22 batches); a float interval needs an epoch count
+         "trainer.val_check_interval=1.0", "trainer.check_val_every_n_epoch=1",
          f"trainer.max_steps={STEPS}", "trainer.max_epochs=10",
          f"seed={SEED}", "cpu_threads=1"]
 # sdft_gsm8k's wiring on the command line: the distill stage reads distill.path, training reads its output.
