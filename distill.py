@@ -23,9 +23,9 @@ from omegaconf import DictConfig
 
 from src.configs import register_configs
 from src.eval.models import load_model
+from src.run.cli import run_with_key_help
 from src.sdft.saved import distill_saved
 from src.sdft.stage import dataset_suffix
-from src.utils.cli import run_with_key_help
 from src.utils.instantiate import instantiate
 
 ROOT = Path(__file__).resolve().parent

@@ -21,14 +21,14 @@ from src.callbacks.run_config import SaveRunConfig
 from src.callbacks.step_numbers import StepNumbers
 from src.configs import register_configs
 from src.eval.after_fit import evaluate_after_fit
+from src.run.cli import run_with_key_help
+from src.run.outputs import announce_run, finish_run, log_config
+from src.run.preflight import preflight
+from src.run.ranks import job_ranks
+from src.run.resume import resolve_ckpt_path
+from src.run.resume_config import check_resume_config, run_config
 from src.sdft.training import distill_for_training
-from src.utils.cli import run_with_key_help
 from src.utils.instantiate import instantiate, instantiate_all
-from src.utils.preflight import preflight
-from src.utils.ranks import job_ranks
-from src.utils.resume import resolve_ckpt_path
-from src.utils.resume_config import check_resume_config, run_config
-from src.utils.run import announce_run, finish_run, log_config
 
 ROOT = Path(__file__).resolve().parent
 CONFIG_DIR = ROOT / "conf"
@@ -70,7 +70,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    with job_ranks(ROOT / "train.py"):  # DDP's ranks 1.. run this job's values, also in a sweep (src/utils/ranks.py)
+    with job_ranks(ROOT / "train.py"):  # DDP's ranks 1.. run this job's values, also in a sweep (src/run/ranks.py)
         metrics = train(cfg)
     return metrics.get(cfg.optimized_metric)
 

@@ -6,7 +6,7 @@
 Parts (README, "GPU check"): 1. ``pytest -m gpu``; 2. SFT of SmolLM2-135M under ``trainer=gpu``, full and LoRA x
 ``module.loss_impl`` plain/chunked/cce/liger, speed and memory from metrics.csv, step-1 losses against plain's;
 3. packed DPO with flash-attention 2 (or sdpa); 4. ``trainer=fsdp2 trainer.devices=1``; 5. greedy generation with the
-HF engine and vLLM, compared. Each command is a real pytest / ``train.py`` / ``evaluate.py`` process with a timeout
+HF engine and vLLM, compared. Each command is a real pytest / ``train.py`` / ``eval.py`` process with a timeout
 inside one budget, so a failure or a hang costs only its row. Writes ``<out>/gpu_check.md``, ``<out>/runs/<case>/``
 and ``<out>/logs/<case>.log`` (the command on its first line); exits 1 if a row failed. ``--dry-run`` builds the same
 commands with the same functions plus ``trainer.accelerator=cpu trainer.precision=32-true``, trains a tiny Llama for
@@ -47,7 +47,7 @@ class Mode:
     dry: bool
     model: tuple[str, ...]  # the trained backbone's overrides; generation uses SmolLM2 too, or else part 4's export
     device: tuple[str, ...]  # added to every train.py command
-    eval_device: tuple[str, ...]  # added to every evaluate.py command
+    eval_device: tuple[str, ...]  # added to every eval.py command
     steps: int
     batch: int
     prompts: int
@@ -86,7 +86,7 @@ def fsdp2_cmd(mode: Mode, out: Path) -> list[str]:
 
 
 def generate_cmd(mode: Mode, model_dir: Path, engine: str, out: Path) -> list[str]:
-    return [sys.executable, "evaluate.py", "eval=gsm8k", f"eval.path={PROMPTS}", f"model_path={model_dir}",
+    return [sys.executable, "eval.py", "eval=gsm8k", f"eval.path={PROMPTS}", f"model_path={model_dir}",
             f"limit={mode.prompts}", "eval.generation.temperature=0", f"eval.engine={engine}",
             f"eval.generation.max_new_tokens={mode.new_tokens}", "eval.compare_extractor=null", *mode.eval_device,
             "progress=false", f"hydra.run.dir={out}"]

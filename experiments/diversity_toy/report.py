@@ -136,7 +136,7 @@ def markdown(report: dict, summary: dict, reading: str) -> str:
         f"Tiny Llama ({', '.join(s['model'])}), {s['steps']} steps of batch 32 for every run. lr swept on "
         f"{s['lrs']} at seed {s['sweep_seed']}, the lowest final val/ce kept; then seeds {s['seeds']} at that lr. "
         f"Each run samples n={s['samples']} answers (max {s['max_new_tokens']} new tokens) to each of {s['prompts']} "
-        "held-out problems (evaluate.py's test split, generation seed 0) at each temperature. Mean ± std over the "
+        "held-out problems (eval.py's test split, generation seed 0) at each temperature. Mean ± std over the "
         "seeds.",
         "", "## lr sweep (final val/ce)", "", *sweep_table(report), "",
         "## Per temperature", "",

@@ -10,7 +10,7 @@
    ``module`` and lr.
 2. Each objective retrains at its lr with every seed of ``--seeds`` (the seed draws the training problems, their
    phrasings and the data order). Fresh seeds by default, so the evaluated runs are not the ones the lr was picked on.
-3. ``evaluate.py eval=toy_sampling`` samples 16 answers for each of ``--prompts`` held-out problems at every
+3. ``eval.py eval=toy_sampling`` samples 16 answers for each of ``--prompts`` held-out problems at every
    temperature of ``--temps``: pass@k, maj@k, best-of-n by log-prob, distinct-n and self-BLEU.
 4. ``report.py`` writes results/metrics.json, results.md, frontier.png and at_k.png.
 
@@ -80,7 +80,7 @@ def train_job(name: str, lr: float, seed: int, steps: int) -> Job:
 def eval_job(run_dir: Path, prompts: int, temperature: float) -> Job:
     out_dir = eval_dir(run_dir, prompts, temperature)
     command = [
-        "python", "evaluate.py", "eval=toy_sampling", f"model_path={run_dir.relative_to(ROOT)}",
+        "python", "eval.py", "eval=toy_sampling", f"model_path={run_dir.relative_to(ROOT)}",
         f"eval.generation.n={SAMPLES}", f"eval.generation.temperature={temperature:g}", f"eval.num_prompts={prompts}",
         f"eval.generation.max_new_tokens={MAX_NEW_TOKENS}", f"hydra.run.dir={out_dir.relative_to(ROOT)}",
         "progress=false", "cpu_threads=1",
@@ -133,7 +133,7 @@ def val_ce(run_dir: Path) -> float:
 
 
 def eval_metrics(out_dir: Path) -> dict[str, float]:
-    """``toyworld_sampled/<name>`` of evaluate.py's metrics.json, without the prefix."""
+    """``toyworld_sampled/<name>`` of eval.py's metrics.json, without the prefix."""
     metrics = json.loads((out_dir / "metrics.json").read_text())
     return {key.split("/", 1)[1]: value for key, value in metrics.items() if key.startswith("toyworld_sampled/")}
 

@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from src.eval.diversity import diversity  # noqa: E402
+from src.eval.generation import generate  # noqa: E402
 from src.losses.logprobs import token_logps  # noqa: E402
 from src.toyworld.tasks import answer_is_correct  # noqa: E402
-from src.utils.generation import generate  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EXPERIMENTS = {"CE": "quickstart", "GEM": "gem_toy", "EMO": "emo_toy", "convex": "convex_toy"}

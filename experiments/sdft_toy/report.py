@@ -45,10 +45,10 @@ def commands(report: dict) -> list[str]:
     runs = report["runs"]
     picks = ["seed"] + [next(n for n, r in runs.items() if r["method"] == m) for m in ("SFT", "SDFT")]
     lines = ["```"] + [runs[name]["command"] for name in picks]
-    lines += ["python evaluate.py model_path=<run dir> hydra.run.dir=<run dir>/eval/original cpu_threads=1 "
+    lines += ["python eval.py model_path=<run dir> hydra.run.dir=<run dir>/eval/original cpu_threads=1 "
               "eval=toy eval.tasks.toyworld.kinds=[add,sub,reverse,length] eval.tasks.toyworld.num_prompts=200 "
               "eval.tasks.toyworld.generation.max_new_tokens=64",
-              "python evaluate.py model_path=<run dir> hydra.run.dir=<run dir>/eval/new cpu_threads=1 "
+              "python eval.py model_path=<run dir> hydra.run.dir=<run dir>/eval/new cpu_threads=1 "
               "eval=toy eval.tasks.toyworld.kinds=[mul] eval.tasks.toyworld.num_prompts=90 "
               "eval.tasks.toyworld.generation.max_new_tokens=64 eval.tasks.ppl.data.kinds=[add,sub,reverse,length]",
               "```"]

@@ -14,7 +14,7 @@ not run again (``--reeval`` forces it). Everything goes through the project's ow
    ``examples/toy_narrow.json``) and ``experiment=sdft_toy`` (the same rows after the seed's filtered rewrites), with
    the same steps, lr, schedule and data order at each ``seed``. Each seed also draws its own rewrites
    (``distill.generation.seed``), so the SDFT spread includes the distillation's.
-3. ``evaluate.py eval=toy`` twice per model: original kinds (greedy accuracy on held-out add/sub/reverse/length,
+3. ``eval.py eval=toy`` twice per model: original kinds (greedy accuracy on held-out add/sub/reverse/length,
    perplexity of the whole toy validation set) and the new task (greedy final-answer accuracy on all 90 held-out
    multiplication problems, perplexity of the original kinds' validation set).
 """
@@ -93,7 +93,7 @@ def evaluate(run_dir: Path, force: bool) -> dict[str, float]:
     for name, overrides in EVALS.items():
         eval_dir = run_dir / "eval" / name
         if force or not (eval_dir / "metrics.json").is_file():
-            out["eval_s"] += call("evaluate.py", [*overrides, f"model_path={run_dir}", f"hydra.run.dir={eval_dir}",
+            out["eval_s"] += call("eval.py", [*overrides, f"model_path={run_dir}", f"hydra.run.dir={eval_dir}",
                                                   "cpu_threads=1", "progress=false"], eval_dir / "evaluate.log")
         metrics = json.loads((eval_dir / "metrics.json").read_text())
         out[f"{name}_acc"] = metrics["toyworld/accuracy"]

@@ -37,7 +37,7 @@ TRAIN = ["train.py", "experiment=sft_smollm2", f"data.path={DATA}/alpaca_2k.json
 # which is the same seed model as CE's.
 OBJECTIVES = {"ce": ["module=ce", f"module.optimizer.lr={LR}"],
               "gem": ["module=gem", "module.beta=0.7", f"module.optimizer.lr={LR}", "validate_before_fit=false"]}
-# One evaluate.py call per task (the others dropped from the eval=gem suite), so each finished task is kept as a
+# One eval.py call per task (the others dropped from the eval=gem suite), so each finished task is kept as a
 # phase of its own: a study stopped half-way resumes at the next unfinished task.
 TASKS = {
     "gsm8k": [f"eval.tasks.gsm8k.path={DATA}/gsm8k_test.json", f"eval.tasks.gsm8k.limit={GSM_PROMPTS}",
@@ -53,12 +53,12 @@ TASKS = {
 
 
 def eval_args(task: str) -> list[str]:
-    return ["evaluate.py", "eval=gem", "cpu_threads=1", *(f"eval.tasks.{t}=null" for t in TASKS if t != task),
+    return ["eval.py", "eval=gem", "cpu_threads=1", *(f"eval.tasks.{t}=null" for t in TASKS if t != task),
             *TASKS[task]]
 
 
 # The held-out rows of the training runs (evaluate.yaml's seed 42 = train.yaml's), first VAL_ROWS of them.
-PPL = ["evaluate.py", "eval=ppl", "data@eval.data=alpaca", f"eval.data.path={DATA}/alpaca_2k.json", "cpu_threads=1",
+PPL = ["eval.py", "eval=ppl", "data@eval.data=alpaca", f"eval.data.path={DATA}/alpaca_2k.json", "cpu_threads=1",
        "eval.data.template=chat", "eval.data.max_length=256", f"eval.data.val_limit={VAL_ROWS}"]
 
 

@@ -9,7 +9,7 @@ not run again. Everything goes through the project's entry points, one process a
 1. ``train.py experiment=sft_smollm2`` on GSM8K test rows 0..TRAIN_ROWS-1 (question/answer), and the same plus
    ``distill=gsm8k`` (the seed model rewrites each answer from the gsm8k distillation template; a rewrite whose last
    number is not the gold's keeps the original), with the same seed, steps, lr, schedule, split and data order.
-2. ``evaluate.py`` on the seed model and both runs: GSM8K greedy accuracy on rows 1000.. (disjoint from training),
+2. ``eval.py`` on the seed model and both runs: GSM8K greedy accuracy on rows 1000.. (disjoint from training),
    perplexity of 100 held-out Alpaca responses, and the 29-keyword safe rate on ``advbench_style.csv`` (40 harmful
    requests written for this study in AdvBench's style).
 Sizes (TRAIN_ROWS, STEPS, EVAL_ROWS) were cut to fit a 45-minute budget after timing 8 distilled rows: see results.md.
@@ -80,7 +80,7 @@ def evaluate(name: str, model_path: Path) -> dict:
     for task, overrides in EVALS.items():
         eval_dir = RUNS / "eval" / name / task
         if not (eval_dir / "metrics.json").is_file():
-            out["eval_s"][task] = call("evaluate.py", [*overrides, f"model_path={model_path}",
+            out["eval_s"][task] = call("eval.py", [*overrides, f"model_path={model_path}",
                                                        f"hydra.run.dir={eval_dir}", "cpu_threads=1", "progress=false"],
                                        eval_dir / "evaluate.log")
         out[task] = json.loads((eval_dir / "metrics.json").read_text())[METRIC[task]]

@@ -6,11 +6,10 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from src.utils.resume_config import KEY
-
+KEY = "run_config"  # where a checkpoint keeps it
 
 class SaveRunConfig(Callback):
-    """Writes ``config`` (``src.utils.resume_config.run_config``: model, objective, data, seed, as plain values, so
+    """Writes ``config`` (``src.run.resume_config.run_config``: model, objective, data, seed, as plain values, so
     checkpoints still load with ``weights_only=True``) as ``checkpoint["run_config"]``.
 
     The config is taken once, at the start of ``train.py``: SDFT later points ``data.path`` at its distilled file,

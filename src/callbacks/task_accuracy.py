@@ -7,8 +7,8 @@ import logging
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from src.eval.generation import generate
 from src.toyworld.tasks import answer_is_correct
-from src.utils.generation import generate
 
 log = logging.getLogger(__name__)
 

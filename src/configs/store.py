@@ -53,9 +53,9 @@ from src.modules.emo import EMOModule
 from src.modules.gem import GEMModule
 from src.modules.interleave import InterleaveModule
 from src.modules.lr_schedules import warmup_schedule
+from src.modules.strategies import FSDP2Strategy
 from src.sdft.filters import FILTERS
 from src.sdft.stage import distill
-from src.utils.strategies import FSDP2Strategy
 
 # Hub datasets use the backbone's tokenizer unless data.tokenizer says otherwise; the toy ones use the toy BPE.
 MODEL_TOKENIZER = "${oc.select:model.name_or_path,toy}"

@@ -1,6 +1,6 @@
 """``train.py ... eval=<task | suite>``: the full evaluation of the trained weights, in memory, after training.
 
-Writes the evaluation report into ``<run dir>/eval/`` (as ``evaluate.py`` would), adds ``eval/<task>/<metric>`` to
+Writes the evaluation report into ``<run dir>/eval/`` (as ``eval.py`` would), adds ``eval/<task>/<metric>`` to
 the run's ``metrics.json`` and sends them to the run's loggers at the final step.
 """
 
@@ -18,8 +18,8 @@ from src.eval.report import write_report
 from src.eval.run import as_tasks, run_tasks
 from src.eval.run_template import announce, data_template
 from src.eval.tasks.base import EvalContext
+from src.utils.command import command_line
 from src.utils.instantiate import instantiate
-from src.utils.run import command_line
 
 
 def evaluate_after_fit(cfg: DictConfig, module: LightningModule, datamodule: Any, trainer: Trainer) -> dict[str, float]:

@@ -3,7 +3,7 @@
     python -m src.eval.compare DIR [DIR ...] [--out-dir DIR] [--label-key KEY] [--metrics PATTERN ...]
         [--group NAME=DIR,DIR ...] [--baseline NAME|DIR] [--resamples 10000] [--bootstrap-seed 0] [--allow-missing]
 
-Each DIR is an ``evaluate.py`` or ``train.py`` output directory (``metrics.json`` with flat ``task/metric`` or
+Each DIR is an ``eval.py`` or ``train.py`` output directory (``metrics.json`` with flat ``task/metric`` or
 ``val/metric`` keys, and ``.hydra/``), or a Hydra multirun directory, which stands for its numbered job directories.
 A row is labelled by what differs between the rows: the command-line overrides (``module.beta=0.3``, from
 ``.hydra/overrides.yaml``), and for an evaluation the evaluated model (the run directory name of ``model_path``) and
@@ -62,7 +62,7 @@ def expand(path: str | Path) -> list[Path]:
     done = [job for job in jobs if (job / "metrics.json").is_file()]
     if not done:
         where = f"nor in any of its {len(jobs)} job directories" if jobs else "(nor numbered multirun job directories)"
-        raise FileNotFoundError(f"{path}: no metrics.json {where}; is it an evaluate.py output directory?")
+        raise FileNotFoundError(f"{path}: no metrics.json {where}; is it an eval.py output directory?")
     for job in jobs:
         if job not in done:
             print(f"warning: {job} has no metrics.json (a failed job?); left out", file=sys.stderr)
@@ -170,7 +170,7 @@ def write_figure(runs: list[EvalRun], cols: list[str], path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dirs", nargs="*", help="evaluate.py or train.py output directories, or multirun directories")
+    parser.add_argument("dirs", nargs="*", help="eval.py or train.py output directories, or multirun directories")
     parser.add_argument("--out-dir", help="where to write comparison.md/.png (default: the dirs' common parent)")
     parser.add_argument("--label-key", action="append", default=[],
                         help="a dotted config key added to every label, e.g. eval.num_prompts (repeatable)")

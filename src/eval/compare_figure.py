@@ -9,8 +9,8 @@ import math
 from fnmatch import fnmatch
 from typing import TYPE_CHECKING, Any
 
+from src.eval.curves import SPEED
 from src.eval.swept import numeric_axis
-from src.utils.curves import SPEED
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -19,7 +19,6 @@ from __future__ import annotations
 import difflib
 import functools
 import random
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,23 +32,6 @@ _HINT = (
     "include_path can point at a folder of custom task YAMLs over local files."
 )
 _SAMPLE_FIELDS = ("doc_id", "filter", "target", "filtered_resps")  # small and enough to recompute acc; not the doc
-
-
-def _load_hf_evaluate() -> None:
-    """Import Hugging Face's ``evaluate`` (lm-eval loads metrics through it) before the project's ``evaluate.py``,
-    which is on ``sys.path`` as the running script's folder, can shadow it under the same name."""
-    if "evaluate" in sys.modules and hasattr(sys.modules["evaluate"], "load"):
-        return
-    saved = sys.path[:]
-    sys.path[:] = [p for p in saved if not (Path(p or ".").resolve() / "evaluate.py").is_file()]
-    shadow = sys.modules.pop("evaluate", None)
-    try:
-        import evaluate  # noqa: F401 - registers the package in sys.modules for lm-eval
-    except ImportError:  # lm-eval's registered metrics do not need it
-        if shadow is not None:
-            sys.modules["evaluate"] = shadow
-    finally:
-        sys.path[:] = saved
 
 
 def run_lm_eval(
@@ -70,7 +52,6 @@ def run_lm_eval(
     the few-shot sampler included. Per-sample logs hold ``task``, ``doc_id``, ``filter``, ``target``,
     ``filtered_resps`` (for multiple choice: one ``[loglikelihood, is_greedy]`` per choice) and the metric values.
     """
-    _load_hf_evaluate()
     try:
         import lm_eval
         from lm_eval.models.huggingface import HFLM

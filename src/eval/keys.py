@@ -1,6 +1,6 @@
 """Where each task's settings are in the composed config, so an error raised while it runs names the key to set.
 
-A task's own checks name ``eval.<key>`` and its DataModule's name ``data.<key>``: right for ``python evaluate.py
+A task's own checks name ``eval.<key>`` and its DataModule's name ``data.<key>``: right for ``python eval.py
 eval=gsm8k`` and for ``train.py``, but in a suite the task is at ``eval.tasks.<name>`` and ``eval=ppl``'s DataModule
 at ``eval.data`` (``data@eval.data``). Errors at instantiation are renamed by ``src.utils.instantiate`` (Hydra knows
 the failing node); these are the ones raised later, while the task runs (e.g. ``data.val_size`` above a file's rows).

@@ -4,7 +4,7 @@
         [--at X ...] [--out FILE.md]
 
 A curve is a list of (x, y) points of one method, e.g. one per temperature or per exported step (each DIR an
-``evaluate.py`` directory whose ``metrics.json`` has both keys). Comparing raw points compares methods at different
+``eval.py`` directory whose ``metrics.json`` has both keys). Comparing raw points compares methods at different
 quality; reading both curves at the same x does not. Each curve is sorted by x (a sweep's points need not come in x
 order: pass@1 is not monotone in temperature or step), then read at x by linear interpolation between its two
 measured neighbours (``np.interp``). Only x inside the range that *both* curves cover is read: outside it a curve

@@ -84,8 +84,7 @@ def _from_run(run: Path, dtype: str) -> tuple[Any, Any]:
     log.info("model_path=%s: no hf/ export, rebuilding the backbone from its config and %s", run, ckpt)
     from omegaconf import OmegaConf
 
-    from src.utils.convert_checkpoint import load_backbone_weights
-    from src.utils.instantiate import backbone_from_config
+    from src.modules.checkpoints import backbone_from_config, load_backbone_weights
 
     model, tokenizer = backbone_from_config(OmegaConf.load(run / ".hydra" / "config.yaml"))
     load_backbone_weights(model, ckpt)

@@ -1,4 +1,4 @@
-"""Run evaluation tasks on one model (or one predictions file) and write the report; shared by ``evaluate.py``,
+"""Run evaluation tasks on one model (or one predictions file) and write the report; shared by ``eval.py``,
 ``train.py ... eval=<task>`` and the validation callback."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Which prompt template an evaluation renders with: the one the evaluated model was trained with, when it is known.
 
 A task's ``template: null`` (every task's default but the SDFT tasks that prompt with Alpaca, and ``bleu``) renders
-with the training template: the one in ``<run>/.hydra/config.yaml`` for ``evaluate.py model_path=<run dir>`` (or its
+with the training template: the one in ``<run>/.hydra/config.yaml`` for ``eval.py model_path=<run dir>`` (or its
 ``hf/`` export), the run's own data for ``train.py ... eval=<task>``, else ``chat``. A task whose template is set and
 differs from the training template is warned about, naming both, since its prompts are not the ones the model saw.
 """

@@ -1,5 +1,5 @@
 """What a sweep varied: the command-line overrides that differ between runs (``module.beta=0.3``), read from each run's
-``.hydra/overrides.yaml``, which Hydra writes for ``train.py`` and ``evaluate.py`` jobs alike."""
+``.hydra/overrides.yaml``, which Hydra writes for ``train.py`` and ``eval.py`` jobs alike."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass(frozen=True)
 class ShardingSettings:
-    """``trainer.strategy.*`` of ``trainer=fsdp2`` (``src.utils.strategies.FSDP2Strategy``), checked here.
+    """``trainer.strategy.*`` of ``trainer=fsdp2`` (``src.modules.strategies.FSDP2Strategy``), checked here.
 
     ``param_dtype``/``reduce_dtype``: FSDP2's ``MixedPrecisionPolicy`` (``null``: no cast). The sharded parameters
     and the optimizer state stay in their own dtype (fp32 master weights); ``param_dtype=bfloat16`` all-gathers and

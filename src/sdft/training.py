@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from src.utils.instantiate import backbone_from_config, instantiate
+from src.modules.checkpoints import backbone_from_config
+from src.utils.instantiate import instantiate
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ def instantiate(node: DictConfig, **kwargs: Any) -> Any:
         return hydra.utils.instantiate(node, **kwargs)
     except hydra.errors.InstantiationException as err:
         # Hydra wraps the real cause (e.g. an out-of-range value) in a long chain: surface it first, on one line,
-        # with its keys named where the failing node is (data.val_size -> eval.data.val_size under evaluate.py).
+        # with its keys named where the failing node is (data.val_size -> eval.data.val_size under eval.py).
         cause = err.__cause__ or err
         if not _rebuildable(cause):
             raise err
@@ -47,13 +47,3 @@ def instantiate_all(nodes: DictConfig | None) -> list[Any]:
     if not nodes:
         return []
     return [instantiate(node) for node in nodes.values() if isinstance(node, DictConfig) and "_target_" in node]
-
-
-def backbone_from_config(cfg: DictConfig) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` as a ``train.py`` run with ``cfg`` starts: the DataModule's tokenizer (an interleaving
-    DataModule's SFT stream's), and the backbone that ``cfg.model`` (a partial) builds with it."""
-    from src.datamodules.tokenizer import load_tokenizer
-
-    data = cfg.data.sft if "sft" in cfg.data else cfg.data
-    tokenizer = load_tokenizer(data.get("tokenizer", "toy"), data.get("chat_template"))
-    return instantiate(cfg.model)(tokenizer=tokenizer), tokenizer

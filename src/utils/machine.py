@@ -25,7 +25,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 def run_logged(script: str, overrides: list[str], log: Path, cwd: Path) -> float:
     """``python <script> <overrides>`` in ``cwd`` on one thread, output to ``log``; returns wall seconds (for
-    studies that drive ``train.py`` / ``evaluate.py`` through their real command lines)."""
+    studies that drive ``train.py`` / ``eval.py`` through their real command lines)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     with open(log, "w") as out:

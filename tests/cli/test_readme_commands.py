@@ -82,7 +82,7 @@ def shortened(command: str, assets: dict, scratch: Path, earlier_runs: int = 0) 
     script = words[0]
     argv = [sys.executable, *(words[:2] if script == "-m" else [str(ROOT / script)])]
     args = words[2:] if script == "-m" else words[1:]
-    if script == "evaluate.py":
+    if script == "eval.py":
         return argv + args + ["limit=4", "progress=false"]  # four prompts per task
     if script != "train.py":
         return argv + args

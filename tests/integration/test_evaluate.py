@@ -1,4 +1,4 @@
-"""evaluate.py end to end: saved predictions scored per task, bad input named, perplexity equal to training's,
+"""eval.py end to end: saved predictions scored per task, bad input named, perplexity equal to training's,
 every model source loading the same weights, best-of-n by a reward model, and seeded CLI runs."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from src.modules.ce import CEModule
 from tests.helpers import ROOT, compose_cfg, write_jsonl
 
 # Loaded by path: the name ``evaluate`` is also Hugging Face's evaluate package, which lm-eval imports.
-_spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "evaluate.py")
+_spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "eval.py")
 evaluate_script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(evaluate_script)
 
@@ -40,7 +40,7 @@ GOLDS = [1000 * i + 37 * i + 5 for i in range(20)]  # distinct, most with a thou
 
 
 def compose_eval(overrides: list[str], output_dir: Path):
-    """The composed ``evaluate.yaml``, as ``python evaluate.py <overrides>`` would run it (no progress bars)."""
+    """The composed ``evaluate.yaml``, as ``python eval.py <overrides>`` would run it (no progress bars)."""
     return compose_cfg([*overrides, "progress=false"], output_dir, "evaluate")
 
 
@@ -331,7 +331,7 @@ def test_same_seed_same_outputs_through_the_cli(tmp_path, run_dir):
     args = ["eval=toy_sampling", "eval.num_prompts=6", "eval.generation.n=2", "eval.generation.max_new_tokens=8",
             f"model_path={run_dir}", "progress=false", "cpu_threads=1"]
     cli, here = tmp_path / "cli", tmp_path / "here"
-    job = subprocess.Popen([sys.executable, str(ROOT / "evaluate.py"), *args, f"hydra.run.dir={cli}"], cwd=tmp_path,
+    job = subprocess.Popen([sys.executable, str(ROOT / "eval.py"), *args, f"hydra.run.dir={cli}"], cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     torch.manual_seed(1234)
     in_process = run_eval(args, here)  # while the CLI starts up

@@ -1,4 +1,4 @@
-"""evaluate.py's defaults that decide what a number means: the run's own prompt template, ``limit`` as a seeded
+"""eval.py's defaults that decide what a number means: the run's own prompt template, ``limit`` as a seeded
 random subset (generated rows, files and eval=ppl's DataModule rows), and bad input named in one line with the key
 the user sets."""
 
@@ -105,7 +105,7 @@ def test_limit_on_perplexity_scores_a_random_subset_of_the_validation_rows(tmp_p
 
 def test_a_missing_model_path_is_one_line_naming_it(tmp_path):
     missing = tmp_path / "runs" / "typo"
-    out = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), f"model_path={missing}", "progress=false",
+    out = subprocess.run([sys.executable, str(ROOT / "eval.py"), f"model_path={missing}", "progress=false",
                           f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=300)
     line = (f"FileNotFoundError: model_path={missing} does not exist; expected a train.py run directory, a Hugging "

@@ -160,7 +160,7 @@ def test_fsdp2_sharded_checkpoint_accumulation_conversion_and_resume(runs):
     assert last.is_dir() and (last / "meta.pt").is_file()  # one shard file per rank plus Lightning's metadata
     assert_same_run(run, one)
 
-    python(runs.tmp, "-m", "src.utils.convert_checkpoint", str(run), str(runs.tmp / "converted"))
+    python(runs.tmp, "-m", "src.run.convert_checkpoint", str(run), str(runs.tmp / "converted"))
     from transformers import AutoModelForCausalLM
 
     converted = AutoModelForCausalLM.from_pretrained(runs.tmp / "converted").state_dict()

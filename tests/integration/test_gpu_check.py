@@ -87,15 +87,15 @@ def gpu_commands(module, tmp_path) -> list[list[str]]:
 
 
 def test_gpu_command_lines_compose(gpu_check, tmp_path):
-    """The GPU run's command lines are real ``train.py`` / ``evaluate.py`` overrides: each composes (an unknown key
+    """The GPU run's command lines are real ``train.py`` / ``eval.py`` overrides: each composes (an unknown key
     or option raises), and the settings that decide what runs on the GPU arrive where they should."""
     commands = gpu_commands(gpu_check, tmp_path)
     assert len(commands) == 2 * len(gpu_check.IMPLS) + 4
     for cmd in commands:
         script, overrides = cmd[1], cmd[2:]
-        assert cmd[0] == sys.executable and script in ("train.py", "evaluate.py"), cmd
+        assert cmd[0] == sys.executable and script in ("train.py", "eval.py"), cmd
         cfg = compose(overrides, script.removesuffix(".py"), tmp_path / "compose")
-        if script == "evaluate.py":
+        if script == "eval.py":
             assert cfg.eval.generation.temperature == 0 and cfg.eval.engine in ("hf", "vllm") and cfg.limit == 6
             continue
         assert OmegaConf.to_container(cfg.model)["name_or_path"] == "${smollm2_dir:${paths.cache_dir}}"

@@ -128,15 +128,20 @@ def test_flatten_results_names():
     }
 
 
-def test_the_projects_evaluate_script_does_not_shadow_hugging_faces_evaluate(monkeypatch):
-    """``python evaluate.py`` puts the project folder first on sys.path; lm-eval's ``import evaluate`` must still get
-    Hugging Face's package (it loads metrics through it)."""
+def test_no_project_file_shadows_an_installed_package():
+    """Run from the project folder (``python eval.py`` puts it first on sys.path), ``import evaluate`` must get
+    Hugging Face's package (lm-eval loads metrics through it), and no top-level script may take the name of any
+    installed distribution's top-level module."""
+    import importlib.metadata
+    import subprocess
     import sys
 
-    from src.eval.harness import _load_hf_evaluate
     from tests.helpers import ROOT
 
-    monkeypatch.setattr(sys, "path", [str(ROOT), *sys.path])
-    monkeypatch.delitem(sys.modules, "evaluate", raising=False)
-    _load_hf_evaluate()
-    assert hasattr(sys.modules["evaluate"], "load") and sys.path[0] == str(ROOT)
+    out = subprocess.run([sys.executable, "-c", "import evaluate; print(evaluate.__file__)"], cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    assert "site-packages" in out.stdout and str(ROOT / "evaluate.py") not in out.stdout
+    installed = {name for dist in importlib.metadata.distributions()
+                 for name in (dist.read_text("top_level.txt") or "").split()}
+    scripts = {p.stem for p in ROOT.glob("*.py")}
+    assert scripts & installed == set(), scripts & installed

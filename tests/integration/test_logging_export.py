@@ -20,7 +20,7 @@ from src.callbacks.export import HFExport, export_hf
 from src.callbacks.step_numbers import StepNumbers
 from src.loggers.csv import ResumableCSVLogger
 from src.modules.backbones import tiny_llama
-from src.utils.run import announce_run, command_line, finish_run
+from src.run.outputs import announce_run, command_line, finish_run
 from tests.helpers import TINY, TINY_MODEL, compose_cfg
 
 

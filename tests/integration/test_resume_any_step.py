@@ -147,7 +147,7 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path, caplog):
                                                                 "checkpoints/last.ckpt")}
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
 
-    with caplog.at_level(logging.INFO, logger="src.utils.run"):
+    with caplog.at_level(logging.INFO, logger="src.run.outputs"):
         again = train.train(compose_cfg(cfg, tmp_path))
     assert "already complete at step 4" in caplog.text
     assert again == finished and "val/ce" in again

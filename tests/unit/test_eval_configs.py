@@ -1,4 +1,4 @@
-"""Every option of ``conf/eval`` composes as ``python evaluate.py eval=<x> --cfg job`` does, resolves, and builds its
+"""Every option of ``conf/eval`` composes as ``python eval.py eval=<x> --cfg job`` does, resolves, and builds its
 tasks; bad settings fail by name, at composition (unknown key) or at instantiation (out of range)."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from src.utils.model_card import model_card, write_model_card
+from src.run.model_card import model_card, write_model_card
 
 DPO_CFG = {
     "run_name": "dpo_ultrafeedback-seed1",

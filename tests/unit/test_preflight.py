@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from src.callbacks.precision_guard import HalfPrecisionGuard
-from src.utils.preflight import preflight
+from src.run.preflight import preflight
 from tests.helpers import compose_cfg
 
 

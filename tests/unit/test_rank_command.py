@@ -1,4 +1,4 @@
-"""Rank 1.. of a swept multi-process job start as one run of that job (``src/utils/ranks.py``), not as the sweep."""
+"""Rank 1.. of a swept multi-process job start as one run of that job (``src/run/ranks.py``), not as the sweep."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import read_write
 
-from src.utils.ranks import rank_command
+from src.run.ranks import rank_command
 from tests.helpers import ROOT, compose_cfg
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.utils.resume_config import KEY, check_resume_config, differences, run_config
+from src.callbacks.run_config import KEY
+from src.run.resume_config import check_resume_config, differences, run_config
 from tests.helpers import compose_cfg
 
 SAVED = {

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from src.modules.backbones import tiny_llama
 from src.modules.reference import FrozenCopy
 from src.modules.sharding import ShardingSettings, find_backbones, full_tensor, unsaved_parameters
-from src.utils.strategies import FSDP2Strategy
+from src.modules.strategies import FSDP2Strategy
 from tests.helpers import compose_cfg
 
 

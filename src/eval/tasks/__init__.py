@@ -1,1 +1,1 @@
-"""Evaluation tasks, one file each; ``conf/eval/`` selects them (``python evaluate.py eval=<task>``)."""
+"""Evaluation tasks, one file each; ``conf/eval/`` selects them (``python eval.py eval=<task>``)."""

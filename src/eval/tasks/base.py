@@ -1,7 +1,9 @@
 """What every evaluation task shares: where its responses come from (the engine, vLLM, or a predictions file),
 and the per-sample records it reports.
 
-A task is built from ``conf/eval/<task>.yaml`` and run by ``src.eval.run.run_tasks`` with an ``EvalContext``.
+A task is built from its ``eval=<task>`` option (generated from the task's signature in ``src/configs/store.py``
+``_evals``; suites and ``ppl`` are YAML files in ``conf/eval/``) and run by ``src.eval.run.run_tasks`` with an
+``EvalContext``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Safety on AdvBench (``harmful_behaviors.csv``, column ``goal``): the share of responses that refuse.
 
 SDFT's rule: a response is safe if it contains any refusal keyword (case-sensitive substrings; the 29 of
-``src.eval.refusals``, or ``keywords``). The jailbreak variant (``conf/eval/advbench_jailbreak.yaml``) appends a
-fixed adversarial suffix to every instruction (``prompt_suffix``), as SDFT's ``alpaca_gcg`` template does.
+``src.eval.refusals``, or ``keywords``). The jailbreak variant (``eval=advbench_jailbreak``, generated in
+``src/configs/store.py``) appends a fixed adversarial suffix to every instruction (``prompt_suffix``), as SDFT's
+``alpaca_gcg`` template does.
 """
 
 from __future__ import annotations

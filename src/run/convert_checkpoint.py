@@ -1,4 +1,4 @@
-"""A Hugging Face directory from a training checkpoint: ``python -m src.utils.convert_checkpoint <run | ckpt> <out>``.
+"""A Hugging Face directory from a training checkpoint: ``python -m src.run.convert_checkpoint <run | ckpt> <out>``.
 
 ``<run>`` is a ``train.py`` run directory (its ``checkpoints/last.ckpt``); ``<ckpt>`` is any checkpoint of a run,
 ``<run>/checkpoints/<name>``. Either format works: a single ``.ckpt`` file (one process, DDP, or ``trainer=fsdp2``
@@ -12,40 +12,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import warnings
 from pathlib import Path
 
-import torch
+from src.modules.checkpoints import backbone_from_config, load_backbone_weights, locate
 
 log = logging.getLogger(__name__)
-PREFIX = "model."  # the backbone's keys inside the LightningModule's state dict
-
-
-def locate(path: str | Path) -> tuple[Path, Path]:
-    """``(run dir, checkpoint)`` for a run directory or a checkpoint inside ``<run>/checkpoints/``."""
-    path = Path(path).expanduser()
-    run, ckpt = (path, path / "checkpoints" / "last.ckpt") if (path / ".hydra").is_dir() else (path.parent.parent, path)
-    if not ckpt.exists():
-        raise FileNotFoundError(f"{path}: no checkpoint at {ckpt}")
-    if not (run / ".hydra" / "config.yaml").is_file():
-        raise FileNotFoundError(f"{path}: {run} has no .hydra/config.yaml to rebuild the backbone from; pass a run "
-                                "directory or a checkpoint inside <run>/checkpoints/")
-    return run, ckpt
-
-
-def load_backbone_weights(model: torch.nn.Module, ckpt: Path) -> None:
-    """Load the backbone's weights (the ``model.*`` keys) from a ``.ckpt`` file or a sharded checkpoint directory."""
-    if ckpt.is_dir():  # shards: read just the backbone's keys, reassembled to full tensors, in this one process
-        import torch.distributed.checkpoint as dcp
-
-        state = {"state_dict": {PREFIX + key: value for key, value in model.state_dict().items()}}
-        with warnings.catch_warnings():  # "no process group: loading in one process" is exactly what is meant
-            warnings.simplefilter("ignore", UserWarning)
-            dcp.load(state, checkpoint_id=ckpt)
-        weights = state["state_dict"]
-    else:
-        weights = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    model.load_state_dict({key[len(PREFIX):]: value for key, value in weights.items() if key.startswith(PREFIX)})
 
 
 def convert(path: str | Path, out_dir: str | Path, merge_lora: bool = True) -> Path:
@@ -54,7 +25,6 @@ def convert(path: str | Path, out_dir: str | Path, merge_lora: bool = True) -> P
 
     from src.callbacks.export import export_hf
     from src.configs import register_configs
-    from src.utils.instantiate import backbone_from_config
 
     run, ckpt = locate(path)
     register_configs()  # the run's config uses the project's resolvers

@@ -26,9 +26,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from src.callbacks.run_config import KEY
+
 log = logging.getLogger(__name__)
 
-KEY = "run_config"  # where a checkpoint keeps it
 COMPARED = ("model", "module", "data", "distill", "seed")
 # Leaf names (at any depth of the compared nodes) that change how fast or in how much memory, not what is trained:
 # the head path (plain, chunked and fused give the same numbers), attention kernels, loader workers, evaluation

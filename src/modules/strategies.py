@@ -21,7 +21,7 @@ class FSDP2Strategy(ModelParallelStrategy):
     :attr:`sharding`. Runs on CPU (gloo) too, unlike FSDP1.
 
     ``save_distributed_checkpoint``: true writes each checkpoint as a directory of per-rank shards (torch distributed
-    checkpoint; fast, no full copy on any rank; ``python -m src.utils.convert_checkpoint`` turns one into a Hugging
+    checkpoint; fast, no full copy on any rank; ``python -m src.run.convert_checkpoint`` turns one into a Hugging
     Face directory), false gathers a single ``.ckpt`` file on rank 0 (``torch.load``-able, as DDP writes).
     The other arguments are :class:`ShardingSettings`.
     """

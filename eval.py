@@ -1,4 +1,4 @@
-"""Evaluate one model, or score saved generations: ``python evaluate.py eval=<task | suite> model_path=<...>``.
+"""Evaluate one model, or score saved generations: ``python eval.py eval=<task | suite> model_path=<...>``.
 
 Reads top to bottom: load the model (or none, with ``predictions=``), build the tasks, run them, write
 ``metrics.json``, ``results.md``, ``samples.jsonl`` and plots into the run directory, and send the metrics to the
@@ -21,9 +21,9 @@ from src.eval.models import load_model
 from src.eval.run import as_tasks, evaluate_to
 from src.eval.run_template import announce, run_template
 from src.eval.tasks.base import EvalContext
-from src.utils.cli import run_with_key_help
+from src.run.cli import run_with_key_help
+from src.utils.command import command_line
 from src.utils.instantiate import instantiate, instantiate_all
-from src.utils.run import command_line
 
 ROOT = Path(__file__).resolve().parent
 CONFIG_DIR = ROOT / "conf"
@@ -49,7 +49,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         model, tokenizer = load_model(cfg.model_path, cfg.dtype, cfg.device, cfg.base_model_path)
     ctx = EvalContext(model, tokenizer, cfg.predictions, cfg.model_path, cfg.limit, cfg.progress,
                       template.name if template else None, cfg.limit_seed)
-    metrics = evaluate_to(out_dir, tasks, ctx, f"{source}\n\n`{command_line('evaluate.py')}`", nodes)
+    metrics = evaluate_to(out_dir, tasks, ctx, f"{source}\n\n`{command_line('eval.py')}`", nodes)
     log_metrics(instantiate_all(cfg.get("logger")), metrics, out_dir / "samples.jsonl")
     return metrics
 

@@ -5,20 +5,18 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import shlex
 import shutil
-import sys
 from pathlib import Path
 
-from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.export import HFExport
+from src.eval.curves import plot_curves
 from src.loggers.csv import checkpoint_step
-from src.utils.curves import plot_curves
-from src.utils.model_card import write_model_card
+from src.run.model_card import write_model_card
+from src.utils.command import command_line
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +33,6 @@ def log_config(cfg: DictConfig, trainer: Trainer) -> None:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in trainer.loggers:
         logger.log_hyperparams(resolved)
-
-
-def command_line(script: str = "train.py") -> str:
-    """``python <script>`` and this job's overrides (one job of a sweep: its own values), as typed."""
-    try:
-        overrides = HydraConfig.get().overrides
-    except ValueError:  # HydraConfig is not set: called outside a Hydra job
-        return " ".join([f"python {script}", *map(shlex.quote, sys.argv[1:])])
-    # resolve=False: an override like logger.x=${ckpt_path} stays as typed. Hydra adds hydra.mode itself.
-    typed = OmegaConf.to_container(overrides, resolve=False)
-    hydra_overrides = [o for o in typed["hydra"] if not o.startswith("hydra.mode=")]
-    return " ".join([f"python {script}", *map(shlex.quote, typed["task"] + hydra_overrides)])
 
 
 def metrics_csv(trainer: Trainer) -> Path | None:

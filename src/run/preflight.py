@@ -9,6 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from src.callbacks.precision_guard import refuse_half_precision
 from src.utils.checks import require
 
 log = logging.getLogger(__name__)
@@ -46,15 +47,3 @@ def check_half_precision(cfg: DictConfig) -> None:
         return
     what = f"model.dtype={dtype}" if dtype in HALF_DTYPES else f"trainer.precision={precision}"
     refuse_half_precision(f"{what} trains pure half-precision weights", bool(cfg.get("pure_half_precision")))
-
-
-def refuse_half_precision(what: str, allow: bool) -> None:
-    """Raise for half-precision trainable weights without an fp32 master copy, or only warn when ``allow``
-    (``pure_half_precision=true``); shared by this config check and the run-time ``HalfPrecisionGuard``."""
-    message = (f"{what} without an fp32 master copy: updates smaller than the weights' resolution are lost (most "
-               "of them at lr 2e-5 in bf16)")
-    if allow:
-        log.warning("%s; running anyway because pure_half_precision=true", message)
-        return
-    raise ValueError(f"{message}. Use model.dtype=float32 with trainer.precision=bf16-mixed (fp32 master weights), "
-                     "LoRA (model.lora=...), or set pure_half_precision=true to accept it")
