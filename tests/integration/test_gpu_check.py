@@ -94,7 +94,7 @@ def test_gpu_command_lines_compose(gpu_check, tmp_path):
     for cmd in commands:
         script, overrides = cmd[1], cmd[2:]
         assert cmd[0] == sys.executable and script in ("train.py", "eval.py"), cmd
-        cfg = compose(overrides, script.removesuffix(".py"), tmp_path / "compose")
+        cfg = compose(overrides, {"train.py": "train", "eval.py": "evaluate"}[script], tmp_path / "compose")
         if script == "eval.py":
             assert cfg.eval.generation.temperature == 0 and cfg.eval.engine in ("hf", "vllm") and cfg.limit == 6
             continue
