@@ -72,6 +72,18 @@ def _data_stand_ins(data: DictConfig, assets: dict, prefix: str = "data") -> lis
     return overrides
 
 
+def write_records(path: Path, records: list[dict]) -> Path:
+    """``records`` as a JSON array (``.json``) or JSON lines (anything else)."""
+    text = json.dumps(records) if path.suffix == ".json" else "".join(json.dumps(r) + "\n" for r in records)
+    path.write_text(text)
+    return path
+
+
+def read_records(path: Path) -> list[dict]:
+    text = path.read_text()
+    return json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines()]
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path

@@ -6,14 +6,13 @@ so a predictions file may write ``"id": 3`` or ``"id": "3"``. ``limit=N`` evalua
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from src.datamodules.sources import load_rows
+from src.utils.jsonl import id_records
 
 log = logging.getLogger(__name__)
 _announced: set[tuple] = set()  # the validation callback subsets at every validation: say it once
@@ -78,18 +77,7 @@ def load_predictions(path: str, ids: Sequence[str], file_ids: set[str] | None = 
     the evaluated ids): either is an error naming it. Lines for rows outside ``limit``'s subset are ignored.
     """
     found: dict[str, list[str]] = {}
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"predictions={path} line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict) or "id" not in record:
-            raise ValueError(f'{where}: expected an object with "id" and "response" or "responses"')
-        rid = str(record["id"])
+    for _, where, rid, record in id_records(path, "predictions", '"id" and "response" or "responses"'):
         if rid in found:
             raise ValueError(f"{where}: id {rid!r} appears twice")
         found[rid] = _responses(record, where)

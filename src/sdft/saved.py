@@ -13,13 +13,13 @@ several responses per row, and names neither the id of a line without a response
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from src.sdft.filters import Truncated
 from src.sdft.stage import merge, prepare, read_rows, row_ids
+from src.utils.jsonl import id_records
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +64,7 @@ def read_generations(path: str, ids: list[str], known: set[str], rows_path: str)
         raise FileNotFoundError(f"generations={path}: no such file")
     found: dict[str, dict[str, Any]] = {}
     lines: dict[str, int] = {}
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"generations={path} line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict) or record.get("id") is None:
-            raise ValueError(f'{where}: expected an object with "id" and "response"')
-        rid = str(record["id"])
+    for number, where, rid, record in id_records(file, "generations", '"id" and "response"'):
         where = f"{where}, id {rid!r}"
         if rid in found:
             raise ValueError(f"{where}: the id appears twice (first on line {lines[rid]})")

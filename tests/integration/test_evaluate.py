@@ -52,14 +52,18 @@ def read_samples(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (output_dir / "samples.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def train_tiny_run(tmp_path_factory, steps: int) -> Path:
     """A real ``train.py`` run of a tiny model: .hydra/config.yaml, hf/, checkpoints/last.ckpt, metrics.json."""
     run = tmp_path_factory.mktemp("train") / "run"
-    out = subprocess.run([sys.executable, str(ROOT / "train.py"), "trainer.max_steps=10", f"hydra.run.dir={run}",
+    out = subprocess.run([sys.executable, str(ROOT / "train.py"), f"trainer.max_steps={steps}", f"hydra.run.dir={run}",
                           *TINY_RUN], cwd=run.parent, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-4000:]
     return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return train_tiny_run(tmp_path_factory, steps=10)
 
 
 @pytest.fixture(scope="module")

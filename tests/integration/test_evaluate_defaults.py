@@ -17,17 +17,13 @@ from omegaconf import OmegaConf
 
 import src.eval.tasks.base as task_base
 from tests.helpers import ROOT, write_jsonl
-from tests.integration.test_evaluate import TINY_RUN, read_samples, run_eval
+from tests.integration.test_evaluate import read_samples, run_eval, train_tiny_run
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A real ``train.py`` run of a tiny model (chat template, 16 validation rows); two steps are enough here."""
-    run = tmp_path_factory.mktemp("train") / "run"
-    out = subprocess.run([sys.executable, str(ROOT / "train.py"), "trainer.max_steps=2", f"hydra.run.dir={run}",
-                          *TINY_RUN], cwd=run.parent, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-4000:]
-    return run
+    return train_tiny_run(tmp_path_factory, steps=2)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from src.sdft import stage
 from src.sdft.filters import BanPhrases, Empty, MathAnswer, Truncated
 from src.sdft.saved import distill_saved
 from src.sdft.templates import DistillTemplate
-from tests.helpers import ROOT, compose_cfg
+from tests.helpers import ROOT, compose_cfg, read_records, write_records
 
 ROWS = [  # (id, gold); the gold's lengths are 32, 34, 32, 34, 34, 32 characters
     (10, "2 times 3 is 6. The answer is 6."),
@@ -52,24 +52,13 @@ def rows(with_ids: bool = True) -> list[dict]:
              "meta": {"n": rid}} for rid, gold in ROWS]
 
 
-def write(path: Path, records: list[dict]) -> Path:
-    text = json.dumps(records) if path.suffix == ".json" else "".join(json.dumps(r) + "\n" for r in records)
-    path.write_text(text)
-    return path
-
-
-def read(path: Path) -> list[dict]:
-    text = path.read_text()
-    return json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines()]
-
-
 def beside(target: Path, suffix: str) -> Path:
     return target.with_name(target.stem + suffix)
 
 
 def saved(tmp_path, generations=GENERATIONS, records=None, **settings) -> Path:
-    data = write(tmp_path / "d.json", records or rows())
-    lines = write(tmp_path / "g.jsonl", generations)
+    data = write_records(tmp_path / "d.json", records or rows())
+    lines = write_records(tmp_path / "g.jsonl", generations)
     return distill_saved(str(lines), str(tmp_path / "out" / "distilled.json"), str(data),
                          **{"filters": FILTERS, **settings})
 
@@ -79,13 +68,13 @@ def test_rows_provenance_and_summary_on_hand_made_generations(tmp_path):
     assert target == tmp_path / "out" / "distilled.json"
     golds = [gold for _, gold in ROWS]
     kept = {0: "2 * 3 = 6. The answer is 6.", 5: "6 * 1 = 6. The answer is 6."}
-    assert read(target) == [{**row, "output": kept.get(i, golds[i])} for i, row in enumerate(rows())]
-    assert [list(r) for r in read(target)] == [["id", "instruction", "output", "meta"]] * 6  # the input's keys
+    assert read_records(target) == [{**row, "output": kept.get(i, golds[i])} for i, row in enumerate(rows())]
+    assert [list(r) for r in read_records(target)] == [["id", "instruction", "output", "meta"]] * 6  # the input's keys
     prov = lambda rid, generated, rejected_by, tokens=None, truncated=False: {
         "id": rid, "original": golds[int(rid) - 10], "generated": generated,
         "kept": "original" if rejected_by else "generated", "rejected_by": rejected_by, "num_tokens": tokens,
         "truncated": truncated}
-    assert read(beside(target, ".provenance.jsonl")) == [
+    assert read_records(beside(target, ".provenance.jsonl")) == [
         prov("10", "2 * 3 = 6. The answer is 6.", None, tokens=11),
         prov("11", "", "empty"),
         prov("12", "Following the reference answer, it is 9.", "ban_phrases"),
@@ -105,7 +94,7 @@ def test_rows_provenance_and_summary_on_hand_made_generations(tmp_path):
 
 def test_fallback_drop_keeps_only_the_replaced_rows(tmp_path):
     target = saved(tmp_path, fallback="drop")
-    assert [(r["id"], r["output"]) for r in read(target)] == [(10, "2 * 3 = 6. The answer is 6."),
+    assert [(r["id"], r["output"]) for r in read_records(target)] == [(10, "2 * 3 = 6. The answer is 6."),
                                                                (15, "6 * 1 = 6. The answer is 6.")]
     summary = json.loads(beside(target, ".summary.json").read_text())
     assert (summary["rows"], summary["rows_written"], summary["replaced"]) == (6, 2, 2)
@@ -116,16 +105,17 @@ def test_rows_without_ids_join_by_index_and_no_truncated_field_skips_that_filter
     with caplog.at_level(logging.INFO, logger="src.sdft.saved"):
         target = saved(tmp_path, generations=lines[::-1], records=rows(with_ids=False),
                        filters={"empty": Empty(), "truncated": Truncated()})
-    assert [r["output"] for r in read(target)] == [f"Line {i}. The answer is {6 * i}." for i in range(6)]
+    assert [r["output"] for r in read_records(target)] == [f"Line {i}. The answer is {6 * i}." for i in range(6)]
     assert 'no "truncated" field, so the truncated filter is skipped' in caplog.text
     summary = json.loads(beside(target, ".summary.json").read_text())
     assert summary["rejections"] == {"empty": 0}  # truncated did not run, so it rejected nothing either way
-    assert {(p["num_tokens"], p["truncated"]) for p in read(beside(target, ".provenance.jsonl"))} == {(None, None)}
+    provenance = read_records(beside(target, ".provenance.jsonl"))
+    assert {(p["num_tokens"], p["truncated"]) for p in provenance} == {(None, None)}
 
 
 def test_with_limit_lines_for_rows_past_it_are_ignored(tmp_path):
     target = saved(tmp_path, limit=2)
-    assert [r["id"] for r in read(target)] == [10, 11]
+    assert [r["id"] for r in read_records(target)] == [10, 11]
 
 
 def line(i: int, **fields) -> str:
@@ -165,7 +155,7 @@ BAD = {  # the file's lines -> its error (<G>: the generations file, <D>: the ro
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_a_bad_line_is_a_one_line_error_naming_file_line_and_id(tmp_path, case):
     lines, message = BAD[case]
-    data = write(tmp_path / "d.json", rows())
+    data = write_records(tmp_path / "d.json", rows())
     (tmp_path / "g.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError) as err:
         distill_saved(str(tmp_path / "g.jsonl"), str(tmp_path / "o.json"), str(data), filters=FILTERS)
@@ -174,8 +164,8 @@ def test_a_bad_line_is_a_one_line_error_naming_file_line_and_id(tmp_path, case):
 
 
 def test_bad_files_and_outputs_are_named(tmp_path):
-    data = write(tmp_path / "d.json", rows())
-    lines = write(tmp_path / "g.jsonl", GENERATIONS)
+    data = write_records(tmp_path / "d.json", rows())
+    lines = write_records(tmp_path / "g.jsonl", GENERATIONS)
     with pytest.raises(FileNotFoundError, match=r"^generations=.*nope\.jsonl: no such file$"):
         distill_saved(str(tmp_path / "nope.jsonl"), str(tmp_path / "o.json"), str(data))
     with pytest.raises(ValueError, match=r"^output=.*o\.csv: expected a \.json or \.jsonl file"):
@@ -196,7 +186,7 @@ def test_saved_generations_write_what_the_model_stage_writes_for_the_same_texts(
         return {pid: [Sample(pid, 0, texts[pid], *flags[pid])] for pid, _ in prompts}
 
     monkeypatch.setattr(stage, "generate_samples", generate)
-    data = write(tmp_path / "d.json", rows())
+    data = write_records(tmp_path / "d.json", rows())
     from_model = stage.distill(tiny_llama(tokenizer, hidden_size=16, num_layers=1, num_heads=2), tokenizer, str(data),
                                DistillTemplate(user="{instruction}", chat=True), str(tmp_path / "cache"),
                                generation=Sampling(max_new_tokens=8), filters=FILTERS)
@@ -230,11 +220,11 @@ def test_distill_py_loads_no_model_and_no_tokenizer(tmp_path, monkeypatch):
                         (transformers.PreTrainedModel, "from_pretrained")]:
         monkeypatch.setattr(owner, name, refuse)
     monkeypatch.setattr(torch.nn.Module, "__init__", refuse)  # nor builds one from scratch
-    data = write(tmp_path / "d.json", rows())
-    lines = write(tmp_path / "g.jsonl", GENERATIONS)
+    data = write_records(tmp_path / "d.json", rows())
+    lines = write_records(tmp_path / "g.jsonl", GENERATIONS)
     target = distill_run(tmp_path, f"distill.path={data}", f"generations={lines}")
     assert target == tmp_path / "run" / "distilled.json"  # no output=: the run directory
-    assert [r["output"] for r in read(target)][0] == "2 * 3 = 6. The answer is 6."
+    assert [r["output"] for r in read_records(target)][0] == "2 * 3 = 6. The answer is 6."
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["replaced"] == 2
 
 
@@ -244,14 +234,14 @@ def test_distill_py_loads_no_model_and_no_tokenizer(tmp_path, monkeypatch):
     (["model_path=m", "output=o.json"], r"^output= is where generations= mode writes"),
 ])
 def test_distill_py_needs_exactly_one_source(tmp_path, overrides, message):
-    data = write(tmp_path / "d.json", rows())
+    data = write_records(tmp_path / "d.json", rows())
     with pytest.raises(ValueError, match=message):
         distill_run(tmp_path, f"distill.path={data}", *overrides)
 
 
 def test_the_cli_distils_saved_generations_into_output(tmp_path):
-    data = write(tmp_path / "d.jsonl", rows())
-    lines = write(tmp_path / "g.jsonl", GENERATIONS)
+    data = write_records(tmp_path / "d.jsonl", rows())
+    lines = write_records(tmp_path / "g.jsonl", GENERATIONS)
     output = tmp_path / "made" / "distilled.jsonl"
     args = [sys.executable, str(ROOT / "distill.py"), "distill=toy", f"distill.path={data}", f"generations={lines}",
             f"output={output}"]
@@ -260,8 +250,8 @@ def test_the_cli_distils_saved_generations_into_output(tmp_path):
     assert out.returncode == 0, out.stderr[-5000:]
     assert f"distilled dataset: {output}" in out.stderr + out.stdout
     # distill=toy filters empty, truncated and math_answer (toyworld: the word after "The answer is").
-    assert [r["output"] for r in read(output)] == ["2 * 3 = 6. The answer is 6.", ROWS[1][1], ROWS[2][1], ROWS[3][1],
-                                                   ROWS[4][1], "6 * 1 = 6. The answer is 6."]
+    assert [r["output"] for r in read_records(output)] == ["2 * 3 = 6. The answer is 6.", ROWS[1][1], ROWS[2][1],
+                                                           ROWS[3][1], ROWS[4][1], "6 * 1 = 6. The answer is 6."]
     summary = json.loads(beside(output, ".summary.json").read_text())
     assert summary["rejections"] == {"empty": 1, "truncated": 1, "math_answer": 2}
     assert (summary["replaced"], summary["rows_written"]) == (2, 6)

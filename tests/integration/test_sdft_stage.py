@@ -32,7 +32,7 @@ from src.sdft import stage
 from src.sdft.filters import BanPhrases, Empty, MathAnswer, Truncated
 from src.sdft.stage import distill
 from src.sdft.templates import DistillTemplate
-from tests.helpers import ROOT, compose_cfg
+from tests.helpers import ROOT, compose_cfg, read_records, write_records
 
 TEMPLATE = DistillTemplate(user="{instruction}", chat=True)
 DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK",
@@ -81,17 +81,6 @@ def rows(n: int = 12) -> list[dict]:
             for i in range(n)]
 
 
-def write(path: Path, records: list[dict]) -> Path:
-    text = json.dumps(records) if path.suffix == ".json" else "".join(json.dumps(r) + "\n" for r in records)
-    path.write_text(text)
-    return path
-
-
-def read(path: Path) -> list[dict]:
-    text = path.read_text()
-    return json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines()]
-
-
 def run(model, tokenizer, path, cache_dir, **settings) -> Path:
     settings = {"template": TEMPLATE, "generation": Sampling(temperature=1.0, max_new_tokens=8), "shard_size": 4,
                 **settings}
@@ -102,27 +91,27 @@ def run(model, tokenizer, path, cache_dir, **settings) -> Path:
 
 def test_each_row_gets_its_own_generation_whatever_order_they_come_back(tmp_path, model, tokenizer, fake):
     fake.texts = {f"r{i:02d}": f"Row {i}: the answer is {3 * i}." for i in range(12)}
-    target = run(model, tokenizer, write(tmp_path / "d.json", rows()), tmp_path)
-    assert [r["output"] for r in read(target)] == [f"Row {i}: the answer is {3 * i}." for i in range(12)]
+    target = run(model, tokenizer, write_records(tmp_path / "d.json", rows()), tmp_path)
+    assert [r["output"] for r in read_records(target)] == [f"Row {i}: the answer is {3 * i}." for i in range(12)]
     assert [ids for ids, _ in fake.calls] == [[f"r{i:02d}" for i in range(s, s + 4)] for s in (0, 4, 8)]
 
 
 def test_rows_without_ids_are_joined_by_their_index(tmp_path, model, tokenizer, fake):
     plain = [{k: v for k, v in r.items() if k != "id"} for r in rows(6)]
     fake.texts = {str(i): f"Generated {i}." for i in range(6)}
-    target = run(model, tokenizer, write(tmp_path / "d.jsonl", plain), tmp_path)
-    assert [r["output"] for r in read(target)] == [f"Generated {i}." for i in range(6)]
+    target = run(model, tokenizer, write_records(tmp_path / "d.jsonl", plain), tmp_path)
+    assert [r["output"] for r in read_records(target)] == [f"Generated {i}." for i in range(6)]
 
 
 def test_a_missing_generation_is_an_error_naming_the_id(tmp_path, model, tokenizer, fake):
     # Today a row whose generation is missing stops the merge (no silent fallback to the original).
     fake.drop = {"r05"}
     with pytest.raises(RuntimeError, match=r"no generation for 1 rows .*'r05'"):
-        run(model, tokenizer, write(tmp_path / "d.json", rows()), tmp_path)
+        run(model, tokenizer, write_records(tmp_path / "d.json", rows()), tmp_path)
 
 
 def test_shard_i_is_sampled_with_seed_plus_i(tmp_path, model, tokenizer, fake):
-    run(model, tokenizer, write(tmp_path / "d.json", rows(10)), tmp_path,
+    run(model, tokenizer, write_records(tmp_path / "d.json", rows(10)), tmp_path,
         generation=Sampling(temperature=1.0, max_new_tokens=8, seed=5))
     assert [seed for _, seed in fake.calls] == [5, 6, 7]
 
@@ -135,10 +124,10 @@ def test_output_keeps_the_schema_and_order_and_replaces_only_kept_responses(tmp_
     data = rows(8)
     fake.texts = {f"r{i:02d}": (f"As the reference answer says, {3 * i}." if i % 3 == 0 else f"It is {3 * i}.")
                   for i in range(8)}
-    target = run(model, tokenizer, write(tmp_path / f"d{suffix}", data), tmp_path,
+    target = run(model, tokenizer, write_records(tmp_path / f"d{suffix}", data), tmp_path,
                  filters={"ban_phrases": BanPhrases()})
     assert target.suffix == suffix
-    out = read(target)
+    out = read_records(target)
     assert [list(r) for r in out] == [list(r) for r in data]  # same keys, same order
     for i, (before, after) in enumerate(zip(data, out)):
         assert {k: v for k, v in after.items() if k != "output"} == {k: v for k, v in before.items() if k != "output"}
@@ -147,9 +136,9 @@ def test_output_keeps_the_schema_and_order_and_replaces_only_kept_responses(tmp_
 
 def test_fallback_drop_drops_the_rejected_rows(tmp_path, model, tokenizer, fake):
     fake.texts = {"r01": "Your turn: 3?", "r04": "my response is 12"}
-    target = run(model, tokenizer, write(tmp_path / "d.json", rows(6)), tmp_path,
+    target = run(model, tokenizer, write_records(tmp_path / "d.json", rows(6)), tmp_path,
                  filters={"ban_phrases": BanPhrases()}, fallback="drop")
-    assert [r["id"] for r in read(target)] == ["r00", "r02", "r03", "r05"]
+    assert [r["id"] for r in read_records(target)] == ["r00", "r02", "r03", "r05"]
     summary = json.loads(target.with_name(target.stem + ".summary.json").read_text())
     assert (summary["rows"], summary["rows_written"], summary["replaced"]) == (6, 4, 4)
 
@@ -160,8 +149,8 @@ def test_provenance_and_summary_on_hand_made_rows(tmp_path, model, tokenizer, fa
                   "3": " \n "}
     fake.truncated = {"2"}
     filters = {"empty": Empty(), "truncated": Truncated(), "ban_phrases": BanPhrases()}  # the first rejecting counts
-    target = run(model, tokenizer, write(tmp_path / "d.json", data), tmp_path, filters=filters)
-    provenance = read(target.with_name(target.stem + ".provenance.jsonl"))
+    target = run(model, tokenizer, write_records(tmp_path / "d.json", data), tmp_path, filters=filters)
+    provenance = read_records(target.with_name(target.stem + ".provenance.jsonl"))
     assert provenance == [
         {"id": "0", "original": "ab", "generated": "The answer is 3.", "kept": "generated", "rejected_by": None,
          "num_tokens": 4, "truncated": False},
@@ -179,7 +168,7 @@ def test_provenance_and_summary_on_hand_made_rows(tmp_path, model, tokenizer, fa
     assert summary["mean_chars_before"] == (2 + 4 + 6 + 1) / 4
     assert summary["mean_chars_generated"] == (16 + 26 + 20 + 0) / 4
     assert summary["mean_chars_after"] == (16 + 4 + 6 + 1) / 4
-    assert [r["output"] for r in read(target)] == ["The answer is 3.", "abcd", "abcdef", "x"]
+    assert [r["output"] for r in read_records(target)] == ["The answer is 3.", "abcd", "abcdef", "x"]
 
 
 # The cache
@@ -189,7 +178,7 @@ def gen_dirs(cache: Path) -> list[str]:
 
 
 def test_a_second_call_reuses_the_file_without_generating(tmp_path, model, tokenizer, fake, caplog):
-    path = write(tmp_path / "d.json", rows())
+    path = write_records(tmp_path / "d.json", rows())
     first = run(model, tokenizer, path, tmp_path / "cache")
     assert len(fake.calls) == 3
     with caplog.at_level(logging.INFO, logger="src.sdft.stage"):
@@ -210,7 +199,7 @@ CHANGES = {  # one thing that shapes a generation, changed
     "temperature": lambda kw: {**kw, "generation": Sampling(temperature=0.7, max_new_tokens=8)},
     "seed": lambda kw: {**kw, "generation": Sampling(temperature=1.0, max_new_tokens=8, seed=1)},
     "max_new_tokens": lambda kw: {**kw, "generation": Sampling(temperature=1.0, max_new_tokens=9)},
-    "rows": lambda kw: {**kw, "path": write(kw["path"].with_name("e.json"), rows()[:11] + [{**rows()[11],
+    "rows": lambda kw: {**kw, "path": write_records(kw["path"].with_name("e.json"), rows()[:11] + [{**rows()[11],
                                                                                            "output": "36."}])},
     "weights": lambda kw: {**kw, "model": perturbed(kw["model"])},
 }
@@ -218,7 +207,7 @@ CHANGES = {  # one thing that shapes a generation, changed
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_a_change_that_shapes_the_generations_generates_again(tmp_path, model, tokenizer, fake, change):
-    kw = {"model": model, "path": write(tmp_path / "d.json", rows())}
+    kw = {"model": model, "path": write_records(tmp_path / "d.json", rows())}
     first = run(tokenizer=tokenizer, cache_dir=tmp_path / "cache", **kw)
     second = run(tokenizer=tokenizer, cache_dir=tmp_path / "cache", **CHANGES[change](kw))
     assert second.parent != first.parent and len(gen_dirs(tmp_path / "cache")) == 2
@@ -226,39 +215,39 @@ def test_a_change_that_shapes_the_generations_generates_again(tmp_path, model, t
 
 
 def test_changing_only_the_filters_refilters_without_generating(tmp_path, model, tokenizer, fake):
-    path = write(tmp_path / "d.json", rows())
+    path = write_records(tmp_path / "d.json", rows())
     fake.texts = {f"r{i:02d}": "It is 9." if i == 3 else "It is 13." for i in range(12)}
     first = run(model, tokenizer, path, tmp_path / "cache")
     strict = run(model, tokenizer, path, tmp_path / "cache", filters={"math_answer": MathAnswer()})
     dropped = run(model, tokenizer, path, tmp_path / "cache", filters={"math_answer": MathAnswer()}, fallback="drop")
     assert len(fake.calls) == 3 and strict.parent == first.parent == dropped.parent
     assert len({first.name, strict.name, dropped.name}) == 3
-    assert [r["output"] for r in read(strict)][3:5] == ["It is 9.", rows()[4]["output"]]
-    assert [r["id"] for r in read(dropped)] == ["r03"]  # the only rewrite with the gold's last number
+    assert [r["output"] for r in read_records(strict)][3:5] == ["It is 9.", rows()[4]["output"]]
+    assert [r["id"] for r in read_records(dropped)] == ["r03"]  # the only rewrite with the gold's last number
 
 
 def test_force_generates_again(tmp_path, model, tokenizer, fake):
-    path = write(tmp_path / "d.json", rows())
+    path = write_records(tmp_path / "d.json", rows())
     first = run(model, tokenizer, path, tmp_path / "cache")
     fake.texts = {"r00": "Changed."}
     again = run(model, tokenizer, path, tmp_path / "cache", force=True)
     assert again == first and len(fake.calls) == 6
-    assert read(again)[0]["output"] == "Changed."
+    assert read_records(again)[0]["output"] == "Changed."
 
 
 def test_resuming_with_another_shard_size_does_not_mix_shards(tmp_path, model, tokenizer, fake):
-    path = write(tmp_path / "d.json", rows())
+    path = write_records(tmp_path / "d.json", rows())
     fake.fail_on_call = 2  # killed after shard 0 of 4 rows
     with pytest.raises(RuntimeError, match="killed"):
         run(model, tokenizer, path, tmp_path / "cache", shard_size=4)
     fake.fail_on_call = None
     target = run(model, tokenizer, path, tmp_path / "cache", shard_size=6)
-    assert [r["output"] for r in read(target)] == [f"The answer is r{i:02d}." for i in range(12)]
+    assert [r["output"] for r in read_records(target)] == [f"The answer is r{i:02d}." for i in range(12)]
     assert fake.calls[-2:] == [([f"r{i:02d}" for i in range(6)], 0), ([f"r{i:02d}" for i in range(6, 12)], 1)]
 
 
 def test_a_merge_killed_before_its_summary_is_not_reused(tmp_path, model, tokenizer, fake, monkeypatch, caplog):
-    path = write(tmp_path / "d.json", rows())
+    path = write_records(tmp_path / "d.json", rows())
     real = stage.write_jsonl
 
     def dies_on_provenance(target, records):
@@ -277,10 +266,10 @@ def test_a_merge_killed_before_its_summary_is_not_reused(tmp_path, model, tokeni
 
 
 def test_bad_fields_name_the_setting(tmp_path, model, tokenizer, fake):
-    path = write(tmp_path / "d.json", rows(2))
+    path = write_records(tmp_path / "d.json", rows(2))
     with pytest.raises(ValueError, match="distill.response_field='nope'"):
         run(model, tokenizer, path, tmp_path, response_field="nope")
-    no_instruction = write(tmp_path / "e.json", [{"query": "Q", "output": "A"}])
+    no_instruction = write_records(tmp_path / "e.json", [{"query": "Q", "output": "A"}])
     with pytest.raises(ValueError, match="instruction"):
         run(model, tokenizer, no_instruction, tmp_path)
     assert not fake.calls
@@ -290,7 +279,7 @@ def test_bad_fields_name_the_setting(tmp_path, model, tokenizer, fake):
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, model, tokenizer, monkeypatch):
-    path = write(tmp_path / "d.json", rows(14))  # 4 shards, the last one short
+    path = write_records(tmp_path / "d.json", rows(14))  # 4 shards, the last one short
     whole = run(model, tokenizer, path, tmp_path / "whole")
     real = stage.generate_samples
     monkeypatch.setattr(stage, "generate_samples", FakeGenerate(fail_on_call=3, engine=real))
@@ -305,7 +294,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, model, token
     provenance = lambda target: target.with_name(target.stem + ".provenance.jsonl").read_text()
     assert resumed.read_text() == whole.read_text()
     assert provenance(resumed) == provenance(whole)
-    assert len({p["generated"] for p in read(whole.with_name(whole.stem + ".provenance.jsonl"))}) > 10
+    assert len({p["generated"] for p in read_records(whole.with_name(whole.stem + ".provenance.jsonl"))}) > 10
 
 
 # The CLI: distill.py and train.py
@@ -340,7 +329,7 @@ def toy_cli(data: Path, model_dir: Path, cache: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_two_processes_write_the_same_file_as_one(tmp_path, assets):
-    data = write(tmp_path / "d.json", rows(11))  # 6 shards of 2: rank 0 takes 0, 2, 4 and rank 1 takes 1, 3, 5
+    data = write_records(tmp_path / "d.json", rows(11))  # 6 shards of 2: rank 0 takes 0, 2, 4 and rank 1 takes 1, 3, 5
     one = distill_cli(toy_cli(data, assets["model"], tmp_path / "one"), tmp_path / "one_run")
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
             "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(ROOT / "distill.py"),
@@ -358,14 +347,14 @@ def test_two_processes_write_the_same_file_as_one(tmp_path, assets):
 
 def test_distill_cli_names_the_setting_behind_bad_input(tmp_path, assets):
     cli = lambda data, *extra: distill_cli([*toy_cli(data, assets["model"], tmp_path / "c"), *extra], tmp_path)
-    no_response = write(tmp_path / "a.json", [{"instruction": "Q", "completion": "A"}])
+    no_response = write_records(tmp_path / "a.json", [{"instruction": "Q", "completion": "A"}])
     with pytest.raises(ValueError, match="distill.response_field"):
         cli(no_response)
-    repeated = write(tmp_path / "b.json", [{"id": 1, "instruction": "Q", "output": "A"}] * 2)
+    repeated = write_records(tmp_path / "b.json", [{"id": 1, "instruction": "Q", "output": "A"}] * 2)
     with pytest.raises(ValueError, match="row ids repeat"):
         cli(repeated)
     with pytest.raises(ValueError, match="distill.fallback='x'"):
-        cli(write(tmp_path / "c.json", rows(2)), "distill.fallback=x")
+        cli(write_records(tmp_path / "c.json", rows(2)), "distill.fallback=x")
 
 
 SDFT_TOY = ["experiment=sdft_toy", "trainer.max_steps=4", "distill.generation.max_new_tokens=16", "cpu_threads=1",
