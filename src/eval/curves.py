@@ -68,8 +68,9 @@ def plot_curves(metrics_csv: Path, out: Path, title: str) -> Figure | None:
     for ax, family in zip(axes.flat, shown):
         for stage in (s for s in STAGES if s in curves[family]):
             steps, values = zip(*sorted(curves[family][stage]))
-            # Validation is sparse (a few points): markers show where it was measured.
-            ax.plot(steps, values, label=stage, color=f"C{STAGES.index(stage)}", marker="o" if stage == "val" else None,
+            # Sparse series (validation, or a short run's few training rows) get markers: a lone point has no line.
+            sparse = stage == "val" or len(steps) < 20
+            ax.plot(steps, values, label=stage, color=f"C{STAGES.index(stage)}", marker="o" if sparse else None,
                     markersize=4)
         ax.set(title=family, xlabel="step")
         if family in LOG_SCALE:
