@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from huggingface_hub.errors import HFValidationError
 from transformers import AutoTokenizer
 
 from src.datamodules.toy_tokenizer import toy_tokenizer
@@ -17,7 +18,13 @@ def load_tokenizer(name_or_path: str = "toy", chat_template: str | None = None, 
     if name_or_path == "toy":
         tokenizer = toy_tokenizer(cache_dir)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        except (OSError, HFValidationError) as err:  # offline hub id, a typo, a directory without tokenizer files
+            reason = str(err).strip().splitlines()[0]
+            raise FileNotFoundError(f"data.tokenizer={name_or_path}: cannot load a tokenizer from it ({reason}); "
+                                    "give a local directory with tokenizer files, a hub id the machine can reach, "
+                                    "or toy") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if chat_template is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import re
 
 import pytest
 
@@ -179,3 +180,12 @@ def test_file_whose_rows_are_all_dropped_names_it_and_the_counts(tmp_path):
                               "filtering (dropped: {")
     counts = ast.literal_eval(message[message.index("{"): message.index("}") + 1])
     assert sum(counts.values()) == 5 and set(counts) == {"identical_responses", "empty_response"}  # 6 rows, 1 held out
+
+
+def test_a_tokenizer_that_cannot_load_is_one_line_naming_the_key(tmp_path):
+    """A directory without tokenizer files (an offline hub id fails the same way, after the hub's retries)."""
+    from src.datamodules.tokenizer import load_tokenizer
+
+    name = str(tmp_path / "no-tokenizer-here")
+    with pytest.raises(FileNotFoundError, match=rf"^data\.tokenizer={re.escape(name)}: cannot load a tokenizer"):
+        load_tokenizer(name)
