@@ -1,5 +1,5 @@
 # Shortcuts; the README's two commands are the source of truth.
-.PHONY: setup quickstart test test-fast test-slow
+.PHONY: setup quickstart test test-fast test-slow docs
 
 setup:
 	pip install -c requirements/cpu.txt -e ".[dev]"
@@ -15,3 +15,7 @@ test-fast:
 
 test-slow:
 	python -m pytest -q -m slow
+
+# The documentation site (mkdocs.yml, docs/) at http://127.0.0.1:8000, rebuilt on every edit.
+docs:
+	mkdocs serve

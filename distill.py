@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig
 
 from src.configs import register_configs
-from src.eval.models import load_model
+from src.eval.engine.models import load_model
 from src.run.cli import run_with_key_help
 from src.sdft.saved import distill_saved
 from src.sdft.stage import dataset_suffix

@@ -16,11 +16,11 @@ import torch
 from omegaconf import DictConfig
 
 from src.configs import register_configs
+from src.eval.engine.models import load_model
 from src.eval.keys import task_nodes
-from src.eval.models import load_model
 from src.eval.run import as_tasks, evaluate_to
 from src.eval.run_template import announce, run_template
-from src.eval.tasks.base import EvalContext
+from src.eval.tasks.task import EvalContext
 from src.run.cli import run_with_key_help
 from src.utils.command import command_line
 from src.utils.instantiate import instantiate, instantiate_all
@@ -59,7 +59,7 @@ def log_metrics(loggers: list, metrics: dict[str, float], samples_path: Path) ->
     for logger in loggers:
         logger.log_metrics({f"eval/{key}": value for key, value in metrics.items()})
         if type(logger).__name__ == "WandbLogger":
-            from src.eval.wandb_table import samples_table
+            from src.eval.reports.wandb_table import samples_table
 
             logger.experiment.log({"eval/samples": samples_table(samples_path)})
         logger.finalize("success")

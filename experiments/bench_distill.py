@@ -49,7 +49,7 @@ def case(batch_size: int, args: argparse.Namespace) -> dict:
     from hydra import compose, initialize_config_dir
 
     from src.configs import register_configs
-    from src.eval.models import load_model
+    from src.eval.engine.models import load_model
     from src.modules.backbones import tiny_llama
     from src.sdft import stage
     from src.utils.instantiate import instantiate

@@ -42,7 +42,7 @@ def worker(model_name: str, tuning: str, reference: str, args: argparse.Namespac
     import torch
     from torch.utils.data import DataLoader
 
-    from src.datamodules.preference import ToyWorldPreferenceDataModule
+    from src.datamodules.toy.correctness_pairs import ToyWorldPreferenceDataModule
     from src.modules.backbones import tiny_llama
     from src.modules.dpo import DPOModule
 

@@ -50,8 +50,8 @@ def build(threads: int):
 
 
 def greedy(batch_size: int, args: argparse.Namespace) -> dict:
-    from src.eval.engine import Sampling, generate_samples
-    from src.eval.prompts import render_prompt
+    from src.eval.engine.hf_engine import Sampling, generate_samples
+    from src.eval.engine.prompts import render_prompt
     from src.eval.tasks.toyworld import toy_rows
 
     model, tok, size = build(args.threads)
@@ -72,8 +72,8 @@ def greedy(batch_size: int, args: argparse.Namespace) -> dict:
 
 
 def task(args: argparse.Namespace) -> dict:
-    from src.eval.engine import Sampling
-    from src.eval.tasks.base import EvalContext
+    from src.eval.engine.hf_engine import Sampling
+    from src.eval.tasks.task import EvalContext
     from src.eval.tasks.toyworld import ToyWorldTask
 
     model, tok, size = build(args.threads)

@@ -36,10 +36,10 @@ sys.path.insert(0, str(ROOT))
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
-from src.callbacks.interleave import InterleaveScheduler  # noqa: E402
-from src.datamodules.interleave import InterleaveDataModule  # noqa: E402
-from src.datamodules.toyworld import ToyWorldSFTDataModule  # noqa: E402
-from src.datamodules.toyworld_style import ToyWorldStylePreferenceDataModule  # noqa: E402
+from src.callbacks.interleave_scheduler import InterleaveScheduler  # noqa: E402
+from src.datamodules.interleave_streams import InterleaveDataModule  # noqa: E402
+from src.datamodules.toy.sft_tasks import ToyWorldSFTDataModule  # noqa: E402
+from src.datamodules.toy.style_pairs import ToyWorldStylePreferenceDataModule  # noqa: E402
 from src.interleave.cost import peak_mb, reset_peak  # noqa: E402
 from src.interleave.schedules import Alright, MaxRight, Mix, Sequential  # noqa: E402
 from src.modules.backbones import tiny_llama  # noqa: E402

@@ -33,15 +33,26 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from any directory
-from src.losses.ce import ce_loss  # noqa: E402
-from src.losses.chunked import chunked_ce_loss, chunked_gem_loss, kept_hidden  # noqa: E402
-from src.losses.chunked_emo import chunked_emo_loss  # noqa: E402
-from src.losses.chunked_logprobs import chunked_convex_loss, chunked_sequence_logps  # noqa: E402
-from src.losses.convex import convex_loss  # noqa: E402
-from src.losses.emo import emo_loss  # noqa: E402
-from src.losses.fused_ce import fused_ce_loss  # noqa: E402
-from src.losses.gem import gem_loss  # noqa: E402
+from src.losses.ce import (  # noqa: E402
+    ce_loss,  # noqa: E402
+    chunked_ce_loss,
+    fused_ce_loss,
+)
+from src.losses.chunked import kept_hidden  # noqa: E402
+from src.losses.convex import (
+    chunked_convex_loss,  # noqa: E402
+    convex_loss,  # noqa: E402
+)
+from src.losses.emo import (
+    chunked_emo_loss,  # noqa: E402
+    emo_loss,  # noqa: E402
+)
+from src.losses.gem import (
+    chunked_gem_loss,  # noqa: E402
+    gem_loss,  # noqa: E402
+)
 from src.losses.logprobs import sequence_logps  # noqa: E402
+from src.losses.sequence_logps import chunked_sequence_logps  # noqa: E402
 from src.utils.machine import cpu_name  # noqa: E402
 
 BATCH = 4  # rows; tokens are spread over them

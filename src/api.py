@@ -5,8 +5,9 @@
     cfg = compose(["experiment=gem_toy", "trainer.max_steps=20"])  # what `python train.py ...` would compose
     parts = build(cfg)  # parts.datamodule, parts.backbone, parts.module: ready for a Lightning Trainer
 
-``compose`` registers the generated config nodes first (``model/``, ``module/``, ``data/``, ...: they live in
-``src/configs/store.py``, not in ``conf/``), so it needs no other call. To train as the command line does, call
+``register_objective(name, cls)`` adds ``module=<name>`` for an objective written outside ``src/`` (README,
+"Extending"). ``compose`` registers the generated config nodes first (``model/``, ``module/``, ``data/``, ...: they
+live in ``src/configs/store.py``, not in ``conf/``), so it needs no other call. To train as the command line does, call
 ``train.train(cfg)`` with the project folder on ``sys.path`` (``import train``; it is when a notebook runs there).
 """
 
@@ -24,8 +25,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from src.configs import register_configs
+from src.configs import register_configs, register_objective
 from src.utils.instantiate import instantiate
+
+__all__ = ["Built", "build", "compose", "register_objective"]
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "conf"

@@ -12,7 +12,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from src.eval.run import as_tasks, run_tasks
 from src.eval.run_template import data_template
-from src.eval.tasks.base import EvalContext
+from src.eval.tasks.task import EvalContext
 from src.utils.checks import require
 
 BOOKKEEPING = ("prompts", "samples_per_prompt", "seconds", "tokens", "sequences")

@@ -7,7 +7,7 @@ import logging
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from src.eval.generation import generate
+from src.eval.engine.generation import generate
 from src.toyworld.tasks import answer_is_correct
 
 log = logging.getLogger(__name__)

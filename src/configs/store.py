@@ -9,6 +9,9 @@ before Hydra composes (``train.py`` calls it at import; so does the test helper)
 
 from __future__ import annotations
 
+import importlib
+import os
+
 import torch
 from hydra_zen import ZenStore
 from omegaconf import MISSING, OmegaConf
@@ -16,26 +19,27 @@ from omegaconf import MISSING, OmegaConf
 from src.callbacks.eval_tasks import EvalDuringValidation
 from src.callbacks.export import HFExport
 from src.callbacks.final_validation import FinalValidation
-from src.callbacks.interleave import InterleaveScheduler
+from src.callbacks.interleave_scheduler import InterleaveScheduler
 from src.callbacks.preemption import PreemptionCheckpoint
 from src.callbacks.step_numbers import StepLearningRate
 from src.callbacks.task_accuracy import TaskAccuracy
 from src.callbacks.throughput import TokensPerSecond
 from src.configs.resolvers import smollm2_dir, sweep_label
 from src.configs.signature import node
-from src.datamodules.interleave import InterleaveDataModule
+from src.datamodules.interleave_streams import InterleaveDataModule
 from src.datamodules.preference import (
     AutoPreferenceDataModule,
     HHPreferenceDataModule,
-    ToyWorldPreferenceDataModule,
     UltraFeedbackPreferenceDataModule,
 )
 from src.datamodules.sft import AlpacaDataModule, AutoSFTDataModule, UltraFeedbackSFTDataModule
-from src.datamodules.toyworld import ToyWorldSFTDataModule
-from src.datamodules.toyworld_style import ToyWorldStylePreferenceDataModule
-from src.datamodules.wikitext import ToyWorldCorpusDataModule, WikiTextDataModule
-from src.eval.engine import Sampling
-from src.eval.refusals import GCG_SUFFIX
+from src.datamodules.toy.corpus import ToyWorldCorpusDataModule
+from src.datamodules.toy.correctness_pairs import ToyWorldPreferenceDataModule
+from src.datamodules.toy.sft_tasks import ToyWorldSFTDataModule
+from src.datamodules.toy.style_pairs import ToyWorldStylePreferenceDataModule
+from src.datamodules.wikitext import WikiTextDataModule
+from src.eval.engine.hf_engine import Sampling
+from src.eval.metrics.refusals import GCG_SUFFIX
 from src.eval.tasks.alpaca_eval import AlpacaEvalTask
 from src.eval.tasks.bleu import ReferenceTask
 from src.eval.tasks.diversity import DiversityTask
@@ -46,6 +50,7 @@ from src.eval.tasks.tool_use import ToolCallTask
 from src.eval.tasks.toyworld import ToyWorldTask
 from src.interleave.schedules import Alright, MaxRight, Mix, Sequential
 from src.modules.backbones import pretrained, tiny_llama
+from src.modules.base import PostTrainModule
 from src.modules.ce import CEModule
 from src.modules.convex import ConvexModule
 from src.modules.dpo import DPOModule
@@ -63,6 +68,9 @@ SEED = "${seed}"
 # The toy DataModules generate their rows: their parents' arguments for reading files are not settings there.
 TOY_FIXED = ("name", "train_split", "val_split", "val_size", "val_path", "text_field")
 OBJECTIVE = ("model", "optimizer", "scheduler")  # passed at run time (model) or by the module's own groups
+OBJECTIVES: dict[str, type] = {"ce": CEModule, "gem": GEMModule, "emo": EMOModule, "convex": ConvexModule,
+                               "dpo": DPOModule, "interleave": InterleaveModule}  # module=<name>; register_objective
+PLUGINS_ENV = "POSTTRAIN_PLUGINS"
 OBJECTIVE_DEFAULTS = ["_self_", {"optimizer": "adamw"}, {"scheduler": "cosine"}]
 
 
@@ -75,9 +83,29 @@ def _models(store) -> None:
           group="model", name="smollm2_135m")
 
 
+def register_objective(name: str, cls: type) -> None:
+    """Add ``module=<name>`` for an objective defined outside ``src/`` (a :class:`PostTrainModule` subclass): its
+    node is generated from its signature like the built-in ones, so every key shows in ``--cfg job``. Call it from a
+    module named in ``$POSTTRAIN_PLUGINS`` to use the objective from ``python train.py``."""
+    if not (isinstance(cls, type) and issubclass(cls, PostTrainModule)):
+        raise TypeError(f"register_objective({name!r}, ...): expected a PostTrainModule subclass, got {cls!r}")
+    if name in OBJECTIVES and OBJECTIVES[name] is not cls:
+        raise ValueError(f"module={name!r} is taken by {OBJECTIVES[name].__module__}.{OBJECTIVES[name].__name__}")
+    OBJECTIVES[name] = cls
+
+
+def import_plugins() -> None:
+    """Import each module named in ``$POSTTRAIN_PLUGINS`` (comma-separated, importable from ``sys.path`` or
+    ``$PYTHONPATH``), so it can :func:`register_objective` before Hydra composes."""
+    for name in filter(None, (part.strip() for part in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ImportError(f"${PLUGINS_ENV}: cannot import {name!r} ({err}); put its folder on PYTHONPATH") from err
+
+
 def _modules(store) -> None:
-    for name, cls in {"ce": CEModule, "gem": GEMModule, "emo": EMOModule, "convex": ConvexModule,
-                      "dpo": DPOModule, "interleave": InterleaveModule}.items():
+    for name, cls in OBJECTIVES.items():
         store(node(cls, exclude=("model",), defaults=OBJECTIVE_DEFAULTS), group="module", name=name)
     # fused: one kernel over all parameters, 4.5x faster than torch's CPU default loop on a 66M model
     # (experiments/bench_optimizer.py); module.optimizer.fused=null gives torch's own choice back.
@@ -167,6 +195,7 @@ def register_configs() -> None:
     for name, resolver in (("sweep_label", sweep_label), ("smollm2_dir", smollm2_dir)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
+    import_plugins()
     store = ZenStore(name="posttrain", overwrite_ok=True)
     for part in (_models, _modules, _data, _schedules, _callbacks, _evals, _strategies, _distill):
         part(store)

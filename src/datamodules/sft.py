@@ -6,9 +6,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from src.datamodules.base import PostTrainDataModule
 from src.datamodules.batching import EncodedDataset
 from src.datamodules.collate import SFTCollator
+from src.datamodules.datamodule import PostTrainDataModule
 from src.datamodules.encode import encode_segments
 from src.datamodules.formats import detect_sft_format, detection_line, first_rows, single_turn_format
 from src.datamodules.packing import PackedCollator, pack_examples

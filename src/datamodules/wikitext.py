@@ -1,4 +1,5 @@
-"""Language-model corpora cut into fixed-length blocks: WikiText (hub or a local text file) and the toy-world corpus.
+"""Language-model corpora cut into fixed-length blocks: WikiText (hub or a local text file), and the base of the
+toy-world corpus (``src.datamodules.toy.corpus``).
 
 Grouping follows Hugging Face's ``run_clm.py`` ``group_texts``: tokenize every row, concatenate, cut into
 ``block_size`` blocks, drop the remainder, ``labels = input_ids``. It works across rows, so these DataModules keep the
@@ -12,10 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from src.datamodules.base import PostTrainDataModule
 from src.datamodules.collate import SFTCollator
+from src.datamodules.datamodule import PostTrainDataModule
 from src.datamodules.sources import load_rows
-from src.toyworld.tasks import make_corpus, make_problems
 from src.utils.checks import require
 
 log = logging.getLogger(__name__)
@@ -105,34 +105,6 @@ class WikiTextDataModule(PostTrainDataModule):
 
     def collate_fn(self) -> Callable:
         return SFTCollator(self.tokenizer.pad_token_id)  # blocks are full: no padding, attention mask all ones
-
-
-class ToyWorldCorpusDataModule(WikiTextDataModule):
-    """``src.toyworld.tasks.make_corpus`` documents (train / held-out problems), one per row, EOS after each.
-
-    A document reads ``"{prompt} {response}"``, so ``problems`` and ``prompt_text`` let the toy-world
-    ``TaskAccuracy`` callback score the LM by continuing a held-out prompt.
-    """
-
-    def __init__(self, num_train: int = 2000, num_val: int = 200, block_size: int = 128, **kwargs: Any):
-        kwargs.setdefault("tokenizer", "toy")
-        kwargs.setdefault("append_eos", True)
-        super().__init__(path="toyworld", name=None, block_size=block_size, **kwargs)
-        self.num_train, self.num_val = num_train, num_val
-
-    def size(self, split: str) -> int:
-        n, limit = (self.num_train, self.limit) if split == "train" else (self.num_val, self.val_limit)
-        return min(n, limit or n)
-
-    def problems(self, split: str) -> list:
-        return make_problems(self.size(split), "train" if split == "train" else "test", self.seed)
-
-    def prompt_text(self, prompt: str) -> str:
-        return prompt  # the model continues with " <response>" and stops at the EOS that ends every document
-
-    def load_split(self, split: str) -> list[dict[str, str]]:
-        which = "train" if split == "train" else "test"
-        return [{"text": doc} for doc in make_corpus(self.size(split), which, self.seed)]
 
 
 def read_lines(path: str) -> list[dict[str, str]]:

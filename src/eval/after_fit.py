@@ -14,10 +14,10 @@ from lightning.pytorch import LightningModule, Trainer
 from omegaconf import DictConfig
 
 from src.eval.keys import task_nodes
-from src.eval.report import write_report
+from src.eval.reports.report import write_report
 from src.eval.run import as_tasks, run_tasks
 from src.eval.run_template import announce, data_template
-from src.eval.tasks.base import EvalContext
+from src.eval.tasks.task import EvalContext
 from src.utils.command import command_line
 from src.utils.instantiate import instantiate
 

@@ -12,8 +12,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from src.eval.keys import named_at
-from src.eval.report import write_report
-from src.eval.tasks.base import EvalContext, EvalTask
+from src.eval.reports.report import write_report
+from src.eval.tasks.task import EvalContext, EvalTask
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ DEFAULT = "chat"  # an HF directory or hub id: most are instruction models with 
 
 
 class TrainingTemplate(NamedTuple):
-    name: str | None  # an eval template (src.eval.prompts.TEMPLATES); None: not known
+    name: str | None  # an eval template (src.eval.engine.prompts.TEMPLATES); None: not known
     why: str  # where it was read, for the log line
 
 

@@ -4,7 +4,8 @@ A schedule is a small pure object: ``choose(step, total_steps)`` returns the ste
 ``{"dpo": 1.0}`` (one objective) or ``{"sft": 0.5, "dpo": 0.5}`` (both, one backward). Objectives missing from the
 weights are not computed at all, so their data streams do not advance. ``lam`` is the DPO share everywhere
 (probability, weight or fraction of steps), the SFT share is ``1 - lam``. The scheduler callback
-(``src.callbacks.interleave``) applies a schedule once per optimizer step and keeps its ``state_dict`` in checkpoints.
+(``src.callbacks.interleave_scheduler``) applies a schedule once per optimizer step and keeps its ``state_dict`` in
+checkpoints.
 """
 
 from __future__ import annotations

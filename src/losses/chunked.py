@@ -17,7 +17,6 @@ from collections.abc import Callable
 
 import torch
 
-from src.losses.gem import GEM_H
 from src.losses.logprobs import IGNORE_INDEX, shift_labels
 
 # (z [c, V] fp32 logits, y [c], the chunk's rows as a slice of N) -> (sum of the chunk's per-token losses,
@@ -49,7 +48,7 @@ def chunk_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
 
 
-def _acc_dtype(x: torch.Tensor) -> torch.dtype:
+def acc_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)  # fp32 for half inputs, float64 stays float64
 
 
@@ -60,7 +59,7 @@ def fused_linear_grads(
     """``(loss, dL/dh [N, D], dL/dW [V, D], dL/db [V] | None)`` of ``loss = scale * sum_t loss_t`` over the chunks."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    acc = _acc_dtype(h)
+    acc = acc_dtype(h)
     total = torch.zeros((), dtype=acc, device=h.device)
     grad_h = torch.empty_like(h)
     grad_w = torch.zeros_like(weight, dtype=acc)  # fp32 (at least) accumulator over the chunks
@@ -112,76 +111,5 @@ class _FusedLinearLoss(torch.autograd.Function):
 def fused_linear_loss(h, weight, bias, targets, chunk_size, chunk_grad, num_items_in_batch=None) -> torch.Tensor:
     scale = normaliser(h.size(0), num_items_in_batch)
     if isinstance(scale, torch.Tensor):
-        scale = scale.detach().to(_acc_dtype(h))
+        scale = scale.detach().to(acc_dtype(h))
     return _FusedLinearLoss.apply(h, weight, bias, targets, chunk_size, chunk_grad, scale)
-
-
-# --- the objectives: per chunk, the loss sum and its closed-form gradient w.r.t. the fp32 logits ---------------------
-def _ce_chunk(z: torch.Tensor, y: torch.Tensor, _: slice) -> tuple[torch.Tensor, torch.Tensor]:
-    """``sum_t (lse_t - z_{t,y})`` and ``softmax(z) - onehot(y)``, computed in place in ``z``."""
-    z_y = z.gather(-1, y.unsqueeze(-1))  # (c, 1)
-    lse = torch.logsumexp(z, dim=-1, keepdim=True)  # (c, 1)
-    loss = (lse - z_y).sum()
-    p = z.sub_(lse).exp_()  # (c, V) softmax, z is not needed any more
-    p.scatter_add_(-1, y.unsqueeze(-1), -torch.ones_like(z_y))
-    return loss, p
-
-
-def chunked_ce_loss(
-    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, bias: torch.Tensor | None = None,
-    chunk_size: int = 1024, num_items_in_batch: torch.Tensor | float | None = None,
-) -> torch.Tensor:
-    """:func:`src.losses.ce.ce_loss` on ``h W^T + b``: ``-sum_t log p(y_t) / N`` (or ``/ num_items_in_batch``)."""
-    return fused_linear_loss(h, weight, bias, targets, chunk_size, _ce_chunk, num_items_in_batch)
-
-
-def _gem_chunk(beta: float, h: str, scale: float) -> ChunkGrad:
-    def chunk(z: torch.Tensor, y: torch.Tensor, _: slice) -> tuple[torch.Tensor, torch.Tensor]:
-        z_y = z.gather(-1, y.unsqueeze(-1))  # (c, 1)
-        c = torch.softmax(z / beta, dim=-1)  # q, (c, V)
-        if h == "logsigmoid":
-            c.mul_((z - z_y).mul_(scale).sigmoid_())  # q_v * w_v
-        weight_sum = c.sum(-1, keepdim=True)  # (c, 1)
-        loss = torch.einsum("nv,nv->", c, z) - (weight_sum * z_y).sum()
-        c.scatter_add_(-1, y.unsqueeze(-1), -weight_sum)  # c - S onehot(y): the gradient of sum_v c_v (z_v - z_y)
-        return loss, c
-
-    return chunk
-
-
-def chunked_gem_loss(
-    h_states: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, bias: torch.Tensor | None = None,
-    beta: float = 0.7, h: str = "linear", *, logsigmoid_scale: float = 0.01, chunk_size: int = 1024,
-    num_items_in_batch: torch.Tensor | float | None = None,
-) -> torch.Tensor:
-    """:func:`src.losses.gem.gem_loss` on ``h_states W^T + b``; same formula, reduction and ``num_items_in_batch``.
-
-    Every GEM quantity is per token (``q = softmax(z / beta)`` and the weights ``w`` normalise over the vocabulary of
-    one row), so a chunk of rows holds all it needs. The one global quantity is the normaliser: the micro-batch's
-    kept-token count N, known from the labels before the first chunk, or ``num_items_in_batch`` given by the caller
-    (the accumulation window's and all ranks' count, from the batch). The per-chunk sums are scaled by it, so the
-    result is exact, not an average of chunk means.
-    """
-    if h not in GEM_H:
-        raise ValueError(f"h must be one of {GEM_H}, got {h!r}")
-    if not beta > 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
-    chunk = _gem_chunk(beta, h, logsigmoid_scale)
-    return fused_linear_loss(h_states, weight, bias, targets, chunk_size, chunk, num_items_in_batch)
-
-
-@torch.no_grad()
-def chunked_ce_and_entropy(
-    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, bias: torch.Tensor | None = None,
-    chunk_size: int = 1024,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The base's diagnostics without ``[N, V]``: token-mean CE and predictive entropy over the kept tokens."""
-    nll = torch.zeros((), dtype=_acc_dtype(h), device=h.device)
-    ent = torch.zeros_like(nll)
-    for start in range(0, h.size(0), chunk_size):
-        z = chunk_logits(h[start:start + chunk_size], weight, bias)  # (c, V)
-        logp = torch.log_softmax(z, dim=-1)
-        nll -= logp.gather(-1, targets[start:start + chunk_size].unsqueeze(-1)).sum()
-        ent -= (logp.exp() * logp).sum()
-    n = max(h.size(0), 1)
-    return nll / n, ent / n

@@ -1,11 +1,17 @@
-"""Convex learning (Shao, Ma, Zhang, Feng, NeurIPS 2023, "Beyond MLE: Convex Learning for Text Generation")."""
+"""Convex learning (Shao, Ma, Zhang, Feng, NeurIPS 2023, "Beyond MLE: Convex Learning for Text Generation").
+
+``convex_loss`` on the logits; ``chunked_convex_loss`` from the hidden states and the LM head (two passes over the
+chunks, ``sequence_logps.py``). :data:`CONVEX` lists them.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from src.losses.logprobs import IGNORE_INDEX, shift, token_logps
+from src.losses.forms import LossForms
+from src.losses.logprobs import IGNORE_INDEX, num_label_tokens, shift, token_logps
 from src.losses.reduction import token_reduce
+from src.losses.sequence_logps import sequence_sums
 
 CONVEX_REDUCTIONS = ("token", "sentence")
 
@@ -82,3 +88,39 @@ def _vocab_logp_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if z.dtype in (torch.float16, torch.bfloat16):
         z = z.float()
     return z.sum(-1) - z.size(-1) * torch.logsumexp(z, dim=-1)
+
+
+def chunked_convex_loss(
+    hidden: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+    order: float = 1.0, label_smoothing: float = 0.0, reduction: str = "token", ignore_index: int = IGNORE_INDEX,
+    *, chunk_size: int = 1024, num_items_in_batch: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """:func:`src.losses.convex.convex_loss` on ``hidden W^T + b``, the same formula written on per-sequence sums.
+
+    Each row's exponent ``exp(k l_b)`` needs the whole row's mean log-prob, a global quantity for a chunk; it comes
+    from the no-grad first pass of :func:`sequence_sums`, and its gradient reaches the tokens in the recomputing second
+    pass (module docstring). With ``S_b = sum_t log p_bt`` and ``U_b = sum_t sum_v log p_btv`` over kept tokens:
+    token: ``-[(1-eps) sum_b L_b exp(k S_b / L_b) + (eps / V) sum_b sg(k exp(k l_b)) U_b] / N``;
+    sentence: ``mean_b [-(1-eps) exp(k l_b) - eps sg(k exp(k l_b)) U_b / (V (T-1))]`` over non-empty rows.
+    """
+    check_convex_args(order, label_smoothing, reduction, num_items_in_batch)
+    seq_logp, seq_vocab_logp = sequence_sums(hidden, labels, weight, bias, chunk_size, ignore_index)  # (B,) each
+    lengths = num_label_tokens(labels, ignore_index, per_row=True)  # (B,) L_b
+    seq_prob = torch.exp(order * seq_logp / lengths.clamp(min=1))  # (B,) exp(k l_b); 1 on an empty row
+    seq_weight = (order * seq_prob).detach()
+    vocab = weight.size(0)
+    if reduction == "token":
+        total = -(1 - label_smoothing) * (lengths * seq_prob).sum()
+        if label_smoothing > 0:
+            total = total - (label_smoothing / vocab) * (seq_weight * seq_vocab_logp).sum()
+        denominator = lengths.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+        return total / denominator
+    per_seq = -(1 - label_smoothing) * seq_prob  # (B,)
+    if label_smoothing > 0:
+        per_seq = per_seq - label_smoothing * seq_weight * seq_vocab_logp / (vocab * (labels.size(1) - 1))
+    nonempty = lengths > 0
+    return (per_seq * nonempty).sum() / nonempty.sum().clamp(min=1)
+
+
+# The chunked form takes whole rows: exp(k l_b) needs each row's mean log-prob (sequence_logps.py's engine).
+CONVEX = LossForms("convex", plain=convex_loss, chunked=chunked_convex_loss, rows=True)

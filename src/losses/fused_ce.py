@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import torch
 
-from src.losses.chunked import kept_hidden, normaliser
-from src.losses.logprobs import IGNORE_INDEX, num_label_tokens
+from src.losses.forms import FUSED_IMPLS
 
-FUSED_IMPLS = ("cce", "liger")
 REDUCTIONS = ("none", "sum")
 
 
@@ -76,27 +74,3 @@ def _liger(h, weight, targets, bias, reduction):
     except ImportError as err:
         raise ImportError("module.loss_impl='liger' needs Liger-Kernel: pip install liger-kernel") from err
     return liger_fused_linear_cross_entropy(h, weight, targets, bias, reduction=reduction)
-
-
-def fused_ce_loss(
-    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, bias: torch.Tensor | None = None,
-    impl: str = "cce", num_items_in_batch: torch.Tensor | float | None = None,
-) -> torch.Tensor:
-    """:func:`src.losses.ce.ce_loss` on ``h W^T + b``: ``-sum_t log p(y_t) / N`` (or ``/ num_items_in_batch``)."""
-    return fused_token_nll(h, weight, targets, bias, impl, "sum") * normaliser(h.size(0), num_items_in_batch)
-
-
-def fused_sequence_logps(
-    hidden: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-    impl: str = "cce", average: bool = False, ignore_index: int = IGNORE_INDEX,
-    sequence_ids: torch.Tensor | None = None, num_sequences: int = 0,
-) -> torch.Tensor:
-    """:func:`src.losses.logprobs.sequence_logps` on ``hidden [B, T, D] W^T + b``: ``[B]`` sum (or mean) of each row's
-    kept log-probs, ``log p = -NLL`` per token summed into its row; for packed rows ``[num_sequences]``, summed into
-    its ``sequence_ids [B, T]`` entry (as :func:`src.losses.chunked_logprobs.chunked_sequence_logps`)."""
-    h, targets, rows = kept_hidden(hidden, labels, ignore_index, sequence_ids)  # (N, D), (N,), (N,)
-    logp = -fused_token_nll(h, weight, targets, bias, impl, "none")  # (N,)
-    sums = logp.new_zeros(num_sequences if sequence_ids is not None else labels.size(0)).index_add(0, rows, logp)
-    if not average:
-        return sums  # (B,) or (num_sequences,)
-    return sums / num_label_tokens(labels, ignore_index, True, sequence_ids, num_sequences).clamp(min=1)

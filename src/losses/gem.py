@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from src.losses.chunked import ChunkGrad, fused_linear_loss
+from src.losses.forms import LossForms
 from src.losses.logprobs import IGNORE_INDEX, kept_logits
 from src.losses.reduction import token_reduce
 
@@ -58,3 +60,41 @@ def gem_loss(
     loss_tok = torch.einsum("nv,nv->n", c, z) - c.sum(-1) * z_y.squeeze(-1)  # (N,)
     kept = torch.ones_like(loss_tok, dtype=torch.bool)  # rows are already the kept tokens
     return token_reduce(loss_tok, kept, num_items_in_batch)
+
+
+def _gem_chunk(beta: float, h: str, scale: float) -> ChunkGrad:
+    def chunk(z: torch.Tensor, y: torch.Tensor, _: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        z_y = z.gather(-1, y.unsqueeze(-1))  # (c, 1)
+        c = torch.softmax(z / beta, dim=-1)  # q, (c, V)
+        if h == "logsigmoid":
+            c.mul_((z - z_y).mul_(scale).sigmoid_())  # q_v * w_v
+        weight_sum = c.sum(-1, keepdim=True)  # (c, 1)
+        loss = torch.einsum("nv,nv->", c, z) - (weight_sum * z_y).sum()
+        c.scatter_add_(-1, y.unsqueeze(-1), -weight_sum)  # c - S onehot(y): the gradient of sum_v c_v (z_v - z_y)
+        return loss, c
+
+    return chunk
+
+
+def chunked_gem_loss(
+    h_states: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, bias: torch.Tensor | None = None,
+    beta: float = 0.7, h: str = "linear", *, logsigmoid_scale: float = 0.01, chunk_size: int = 1024,
+    num_items_in_batch: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """:func:`src.losses.gem.gem_loss` on ``h_states W^T + b``; same formula, reduction and ``num_items_in_batch``.
+
+    Every GEM quantity is per token (``q = softmax(z / beta)`` and the weights ``w`` normalise over the vocabulary of
+    one row), so a chunk of rows holds all it needs. The one global quantity is the normaliser: the micro-batch's
+    kept-token count N, known from the labels before the first chunk, or ``num_items_in_batch`` given by the caller
+    (the accumulation window's and all ranks' count, from the batch). The per-chunk sums are scaled by it, so the
+    result is exact, not an average of chunk means.
+    """
+    if h not in GEM_H:
+        raise ValueError(f"h must be one of {GEM_H}, got {h!r}")
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    chunk = _gem_chunk(beta, h, logsigmoid_scale)
+    return fused_linear_loss(h_states, weight, bias, targets, chunk_size, chunk, num_items_in_batch)
+
+
+GEM = LossForms("gem", plain=gem_loss, chunked=chunked_gem_loss)  # no fused form: a CE kernel gives only log p(y)

@@ -1,14 +1,16 @@
-"""The shared base of every objective: backbone injection, optimizer and schedule, the step, and metric logging.
+"""The shared base of every objective: backbone injection, the head path, optimizer and schedule, the step, and
+metric logging.
 
-An objective subclass declares its hyperparameters and implements ``objective`` (SFT-style losses on logits) or
-overrides ``step`` (DPO). ``step`` returns a :class:`StepResult`. The backbone is built in ``configure_model`` so
-sharding strategies can wrap it.
+An objective subclass lists the losses it computes (``losses``, :class:`src.losses.forms.LossForms`) and implements
+one method, ``objective(out, num_items_in_batch)``, on what the head path returns (:mod:`src.losses.head_outputs`:
+the logits, or the hidden states and the LM head), or overrides ``step`` (DPO). ``step`` returns a
+:class:`StepResult`. The backbone is built in ``configure_model`` so sharding strategies can wrap it, and the head path
+is picked there, once (``module.loss_impl``, :mod:`src.modules.head_path`).
 
-``loss_impl="chunked"`` never builds the ``[B, T, V]`` logits: the backbone returns its last hidden state and the
-subclass's ``chunked_objective`` computes the loss from it and the LM head in chunks of ``loss_chunk_size`` tokens
-(``src/losses/chunked.py``). ``loss_impl="cce"|"liger"`` reads the same hidden states and head through a fused
-CE kernel (``src/losses/fused_ce.py``): CE and CE-derived log-probs only. ``loss_impls`` lists what a subclass
-supports; any other setting is refused by name.
+``loss_impl="chunked"`` never builds the ``[B, T, V]`` logits: the losses' chunked forms read the last hidden state
+and the LM head in chunks of ``loss_chunk_size`` tokens (``src/losses/chunked.py``). ``loss_impl="cce"|"liger"`` read
+them through a fused CE kernel (``src/losses/fused_ce.py``): CE and CE-derived log-probs only. The ``loss_impl``
+values a subclass accepts are those every one of its losses offers; any other setting is refused by name.
 """
 
 from __future__ import annotations
@@ -20,17 +22,15 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
-from torch.distributed.tensor import DTensor
 
-from src.losses.ce import ce_loss
-from src.losses.chunked import chunked_ce_and_entropy, kept_hidden
-from src.losses.fused_ce import FUSED_IMPLS
-from src.losses.logprobs import IGNORE_INDEX, num_label_tokens, shift_labels
-from src.modules.head import last_hidden_and_head, model_inputs, plain_linear_head
+from src.losses.forms import FUSED_IMPLS, HEAD_PATHS, LossForms, common_impls
+from src.losses.head_outputs import HeadOutput
+from src.losses.logprobs import num_label_tokens
+from src.modules.head_path import HeadPath, head_path, model_inputs, plain_linear_head
 from src.modules.sharding import ShardingSettings, shard_module, unsaved_parameters
 from src.utils.checks import require, require_choice
 
-LOSS_IMPLS = ("auto", "plain", "chunked", *FUSED_IMPLS)
+LOSS_IMPLS = ("auto", *HEAD_PATHS)
 # loss_impl=auto picks chunked from this vocabulary size on: in experiments/bench_losses.py --head (4k tokens) it was
 # faster than plain and used a fraction of the memory at V = 32k and 128k, for every objective.
 AUTO_CHUNKED_VOCAB = 32_000
@@ -46,32 +46,22 @@ class StepResult(NamedTuple):
     metrics: Metrics  # detached values to log under ``{stage}/``; ``loss`` is this micro-batch's token mean
 
 
-class HeadInputs(NamedTuple):
-    """What a chunked loss needs instead of logits: the last hidden states, the labels, and the LM head."""
-
-    hidden: torch.Tensor  # (B, T, D) final (normed) hidden states, the LM head's input
-    labels: torch.Tensor  # (B, T) unshifted
-    weight: torch.Tensor  # (V, D) get_output_embeddings().weight
-    bias: torch.Tensor | None  # (V,) or None (Llama)
-    chunk_size: int
-    impl: str = "chunked"  # module.loss_impl: chunked, or a fused kernel (cce, liger)
-
-    def kept(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(h [N, D], targets [N])`` at the kept, shifted positions (:func:`kept_hidden`)."""
-        h, targets, _ = kept_hidden(self.hidden, self.labels)
-        return h, targets
-
-
 class NonFiniteLossError(FloatingPointError):
     """Raised before backward, so the weights and the last checkpoint are still good."""
 
 
 class PostTrainModule(LightningModule):
+    losses: tuple[LossForms, ...] = ()  # what ``objective`` computes; set on a subclass, it sets ``loss_impls``
+    loss_impls: tuple[str, ...] = ("plain", "chunked")  # the head paths every loss in ``losses`` offers
     loss_is_ce = False  # True when the objective's value is the CE itself, so it is not computed twice
-    loss_impls: tuple[str, ...] = ("plain", "chunked")  # the CE-only kernels (cce, liger) only where the loss is CE
     supports_packing = True  # False where the loss sums per row (a packed row holds several documents)
     loss_per_token = True  # train/loss is a token mean (ranks weighted by tokens); False: a per-example mean
     skip_diagnostics = False  # True while a step only needs its loss (MAXRIGHT's probes)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "losses" in vars(cls) and "loss_impls" not in vars(cls):  # an explicit loss_impls narrows it further
+            cls.loss_impls = common_impls(cls.losses)
 
     def __init__(
         self,
@@ -91,11 +81,18 @@ class PostTrainModule(LightningModule):
         require(loss_chunk_size >= 1, "module.loss_chunk_size", loss_chunk_size, ">= 1 tokens")
         require(loss_impl == "auto" or loss_impl in self.loss_impls, "module.loss_impl", loss_impl,
                 f"one of {list(self.loss_impls)}: {type(self).__name__} has no {loss_impl} loss"
-                + (" (cce and liger are CE-only kernels)" if loss_impl in FUSED_IMPLS else ""))
+                + self._missing_form(loss_impl))
         self.loss_impl, self.loss_chunk_size = loss_impl, loss_chunk_size
         self.model_factory, self.optimizer_factory, self.scheduler_factory = model, optimizer, scheduler
         self.model: torch.nn.Module | None = None
+        self.head_path: HeadPath | None = None  # picked in configure_model, once the backbone says what auto means
         self._val_nll = [0.0, 0]  # (sum of token NLL, tokens) over the validation epoch
+
+    def _missing_form(self, loss_impl: str) -> str:
+        """Which of the objective's losses lacks the ``loss_impl`` form, for the refusal."""
+        lacking = [f"{loss.name} offers {', '.join(loss.impls)}" for loss in self.losses if loss_impl not in loss.impls]
+        kernels = ["cce and liger are CE-only kernels"] if loss_impl in FUSED_IMPLS else []
+        return f" ({'; '.join(lacking + kernels)})" if lacking or kernels else ""
 
     # --- model ------------------------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -105,6 +102,7 @@ class PostTrainModule(LightningModule):
         if self.model is None:
             self.model = self.model_factory()
             self.loss_impl = self.resolve_loss_impl()
+            self.head_path = head_path(self.loss_impl, self.loss_chunk_size)
             self.on_model_built()
             if self.device_mesh is not None:
                 # Lightning's loader of full checkpoints under ModelParallelStrategy checks every parameter by name,
@@ -134,27 +132,10 @@ class PostTrainModule(LightningModule):
                 position_ids: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(**model_inputs(input_ids, attention_mask, position_ids), use_cache=False).logits  # (B, T, V)
 
-    def head_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                    labels: torch.Tensor, position_ids: torch.Tensor | None = None) -> HeadInputs:
-        """The forward of every ``loss_impl`` but plain: the backbone's last hidden state instead of its logits, and
-        the LM head (:func:`src.modules.head.last_hidden_and_head`)."""
-        hidden, head = last_hidden_and_head(self.model, input_ids, attention_mask, position_ids)
-        if isinstance(head.weight, DTensor):  # FSDP2 keeps the root unit (the head) unsharded from forward to backward
-            raise ValueError(f"module.loss_impl={self.loss_impl!r} under FSDP2 needs the LM head unsharded after the "
-                             "forward, and it is sharded here; use module.loss_impl=plain")
-        return HeadInputs(hidden, labels, head.weight, head.bias, self.loss_chunk_size, self.loss_impl)
-
     # --- the objective -------------------------------------------------------------------------------------------
-    def objective(
-        self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | None
-    ) -> tuple[torch.Tensor, Metrics]:
-        """The training loss on ``logits (B, T, V)`` and unshifted ``labels (B, T)``, plus extra metrics."""
-        raise NotImplementedError
-
-    def chunked_objective(
-        self, inputs: HeadInputs, num_items_in_batch: torch.Tensor | None
-    ) -> tuple[torch.Tensor, Metrics]:
-        """``objective`` from hidden states and the head (``loss_impl=chunked``, and cce/liger where supported)."""
+    def objective(self, out: HeadOutput, num_items_in_batch: torch.Tensor | None) -> tuple[torch.Tensor, Metrics]:
+        """The training loss and extra metrics on what the head path returned: ``out.loss(FORMS, **hyperparameters)``
+        for each loss in ``losses``, whichever ``module.loss_impl`` runs."""
         raise NotImplementedError
 
     def step(self, batch: dict[str, torch.Tensor], stage: str) -> StepResult:
@@ -164,28 +145,17 @@ class PostTrainModule(LightningModule):
             raise ValueError(f"{type(self).__name__} sums its loss per row, which a packed row (data.packing=true) "
                              "shares between documents; use data.packing=false")
         denominator = self.token_denominator(batch) if stage == "train" else None
-        if self.loss_impl != "plain":
-            inputs = self.head_inputs(batch["input_ids"], batch["attention_mask"], labels, positions)
-            loss, metrics = self.chunked_objective(inputs, denominator)
-        else:
-            logits = self(batch["input_ids"], batch["attention_mask"], positions)
-            loss, metrics = self.objective(logits, labels, denominator)
+        out = self.head_path(self.model, batch["input_ids"], batch["attention_mask"], labels, positions)
+        loss, metrics = self.objective(out, denominator)
         kept = num_label_tokens(labels).clamp(min=1)
         # The logged loss is always this micro-batch's token mean, whatever normalised the gradient.
         metrics["loss"] = loss.detach() * denominator / kept if denominator is not None else loss.detach()
         if self.loss_is_ce:
             metrics["ce"] = metrics["loss"]
         if self.logs_diagnostics(stage):
-            with torch.no_grad():  # diagnostics cost a pass over (N, V): only on steps that are written out
-                if self.loss_impl != "plain":  # the same two numbers, chunk by chunk (cce/liger: CE-only kernels)
-                    h, targets = inputs.kept()
-                    ce, metrics["entropy"] = chunked_ce_and_entropy(h.detach(), inputs.weight.detach(), targets,
-                                                                    inputs.bias, self.loss_chunk_size)
-                    metrics.setdefault("ce", ce.float())
-                    metrics["entropy"] = metrics["entropy"].float()
-                else:
-                    metrics.setdefault("ce", ce_loss(logits.detach(), labels))
-                    metrics["entropy"] = predictive_entropy(logits.detach(), labels)
+            # a pass over (N, V), only on steps that are written out; CE is not recomputed where the objective gave it
+            for key, value in out.diagnostics(with_ce="ce" not in metrics).items():
+                metrics.setdefault(key, value)
         return StepResult(loss, kept, metrics)
 
     def logs_diagnostics(self, stage: str) -> bool:
@@ -270,15 +240,6 @@ class PostTrainModule(LightningModule):
         steps = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = self.scheduler_factory(optimizer, num_training_steps=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def predictive_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean entropy (nats) of the next-token distribution over positions with a kept label."""
-    mask = shift_labels(labels) != IGNORE_INDEX  # (B, T)
-    logp = torch.log_softmax(logits[mask].float(), dim=-1)  # (N, V)
-    if logp.shape[0] == 0:
-        return logits.new_zeros((), dtype=torch.float32)
-    return -(logp.exp() * logp).sum(-1).mean()
 
 
 def batch_size_of(batch: dict[str, torch.Tensor]) -> int:

@@ -7,11 +7,10 @@ from typing import Any
 
 import torch
 
-from src.losses.ce import ce_loss
-from src.losses.chunked_logprobs import chunked_convex_loss
-from src.losses.convex import CONVEX_REDUCTIONS, convex_loss
-from src.modules.base import HeadInputs, Metrics, PostTrainModule
-from src.modules.ce import chunked_ce
+from src.losses.ce import CE
+from src.losses.convex import CONVEX, CONVEX_REDUCTIONS
+from src.losses.head_outputs import HeadOutput
+from src.modules.base import Metrics, PostTrainModule
 from src.utils.checks import require, require_choice
 
 
@@ -27,6 +26,7 @@ class ConvexModule(PostTrainModule):
     of several documents.
     """
 
+    losses = (CE, CONVEX)  # plain and chunked: the convex loss has no fused-kernel form
     supports_packing = False
 
     def __init__(
@@ -58,28 +58,12 @@ class ConvexModule(PostTrainModule):
         # loss the base logs). Lightning's 1/k per micro-batch then gives the mean over the accumulation window.
         return None if self.reduction == "sentence" else super().token_denominator(batch)
 
-    def objective(
-        self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | None
-    ) -> tuple[torch.Tensor, Metrics]:
+    def objective(self, out: HeadOutput, num_items_in_batch: torch.Tensor | None) -> tuple[torch.Tensor, Metrics]:
         warm = self.in_ce_warmup()
         if warm:
-            loss = ce_loss(logits, labels, num_items_in_batch=num_items_in_batch)
+            loss = out.loss(CE, num_items_in_batch=num_items_in_batch)
         else:
-            loss = convex_loss(logits, labels, self.order, self.label_smoothing, self.reduction,
-                               num_items_in_batch=num_items_in_batch)
-        metrics = {"phase": torch.tensor(0.0 if warm else 1.0, device=logits.device)} if self.training else {}
-        return loss, metrics
-
-    def chunked_objective(
-        self, inputs: HeadInputs, num_items_in_batch: torch.Tensor | None
-    ) -> tuple[torch.Tensor, Metrics]:
-        """Two passes over the chunks (``chunked_logprobs.py``): each row's mean log-prob first, then the gradient."""
-        warm = self.in_ce_warmup()
-        if warm:
-            loss = chunked_ce(inputs, num_items_in_batch)
-        else:
-            loss = chunked_convex_loss(inputs.hidden, inputs.labels, inputs.weight, inputs.bias, self.order,
-                                       self.label_smoothing, self.reduction, chunk_size=inputs.chunk_size,
-                                       num_items_in_batch=num_items_in_batch)
+            loss = out.loss(CONVEX, order=self.order, label_smoothing=self.label_smoothing, reduction=self.reduction,
+                            num_items_in_batch=num_items_in_batch)
         metrics = {"phase": torch.tensor(0.0 if warm else 1.0, device=loss.device)} if self.training else {}
         return loss, metrics

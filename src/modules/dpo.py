@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
+from src.losses.sequence_logps import SEQUENCE_LOGPS
 from src.modules.base import PostTrainModule, StepResult
 from src.modules.dpo_step import (
-    DPO_LOSS_IMPLS,
     DPOSettings,
     build_dpo_reference,
     dpo_step,
@@ -25,7 +25,7 @@ from src.modules.reference import Reference, prepare_for_trainer
 
 class DPOModule(PostTrainModule):
     loss_per_token = False  # train/loss is a mean over pairs
-    loss_impls = DPO_LOSS_IMPLS  # + cce: sequence log-probs are CE-derived (not liger, see DPO_LOSS_IMPLS)
+    losses = (SEQUENCE_LOGPS,)  # CE-derived: the cce kernel too (not liger, see SEQUENCE_LOGPS)
 
     def __init__(
         self,

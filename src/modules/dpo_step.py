@@ -23,14 +23,12 @@ import torch
 
 from src.losses.dpo import LOSS_TYPES, dpo_loss, preference_metrics
 from src.losses.logprobs import IGNORE_INDEX, split_pairs
-from src.modules.base import HeadInputs, Metrics, PostTrainModule, StepResult
+from src.modules.base import Metrics, PostTrainModule, StepResult
 from src.modules.pairs import PairBatch, pair_batch
 from src.modules.reference import KINDS, Reference, build_reference
 from src.utils.checks import require, require_choice
 
 Batch = dict[str, torch.Tensor]
-# Liger's per-token (reduction="none") backward is wrong for per-sequence weights (src/losses/fused_ce.py).
-DPO_LOSS_IMPLS = ("plain", "chunked", "cce")
 
 
 @dataclass(frozen=True)
@@ -78,12 +76,8 @@ def dpo_step(module: PostTrainModule, settings: DPOSettings, reference: Referenc
     ``reference`` gives the reference log-probs (``None`` for the reference-free SimPO)."""
     s = settings
     pairs = policy_pairs(module, batch)  # (2B, T) padded rows, or (R, L) packed rows
-    if module.loss_impl != "plain":  # no (2B, T, V) logits: chunked (recomputed in backward) or fused-kernel log-probs
-        inputs = module.head_inputs(pairs.input_ids, pairs.attention_mask, pairs.labels, pairs.position_ids)
-        sums = pairs.chunked_logps(inputs.hidden, inputs.weight, inputs.bias, inputs.chunk_size, impl=inputs.impl)
-    else:
-        logits = module(pairs.input_ids, pairs.attention_mask, pairs.position_ids)  # (2B, T, V) or (R, L, V)
-        sums = pairs.logps(logits)  # (2B,) summed response log-probs
+    out = pairs.run(module.model, module.head_path)  # logits (2B, T, V) or (R, L, V), or hidden states and the head
+    sums = pairs.logps(out)  # (2B,) summed response log-probs
     counts = pairs.label_counts()  # (2B,) response tokens the shifted loss sees
     policy_c, policy_r = split_pairs(sums / counts.clamp(min=1) if s.average_logps else sums)
     ref_c, ref_r = reference_logps(reference, batch, stage)
@@ -100,10 +94,7 @@ def dpo_step(module: PostTrainModule, settings: DPOSettings, reference: Referenc
 
     metrics = preference_metrics(reward_c, reward_r, policy_c, policy_r)
     if module.logs_diagnostics(stage):
-        with torch.no_grad():
-            per_position = (mean_logit_from_hidden(inputs) if module.loss_impl != "plain"
-                            else logits[:, :-1].detach().float().mean(-1))  # (2B, T-1) or (R, L-1)
-        metrics.update(mean_response_logits(per_position, pairs))
+        metrics.update(mean_response_logits(out.mean_logit(), pairs))  # (2B, T-1) or (R, L-1) per position
     metrics["loss"] = loss.detach()
     metrics["ce"] = ce.detach()
     return StepResult(loss, chosen_tokens, metrics)
@@ -137,19 +128,13 @@ def mean_response_logits(per_position: torch.Tensor, pairs: PairBatch) -> Metric
             "logits/rejected": sum_r.sum() / count_r.sum().clamp(min=1)}
 
 
-@torch.no_grad()
-def mean_logit_from_hidden(inputs: HeadInputs) -> torch.Tensor:
-    """``mean_v z_v = h . mean_v W_v + mean_v b_v`` at every shifted position, ``[2B, T-1]``: exact, no ``[.., V]``."""
-    per_position = inputs.hidden[:, :-1].float() @ inputs.weight.float().mean(0)  # (2B, T-1)
-    return per_position if inputs.bias is None else per_position + inputs.bias.float().mean()
-
-
 # --- the reference's lifecycle: built from the fresh backbone, its state carried in checkpoints ----------------------
 def build_dpo_reference(settings: DPOSettings, module: PostTrainModule) -> Reference | None:
     """The reference ``settings`` ask for, built from ``module.model`` before its first update (``on_model_built``);
-    from the hidden states and the head like the policy's own log-probs under ``module.loss_impl=chunked|cce|liger``."""
+    its log-probs go through the policy's head path (the hidden states and the head under
+    ``module.loss_impl=chunked|cce|liger``)."""
     return build_reference(settings.reference, module.model, settings.average_logps, settings.reference_cache_dir,
-                           module.loss_impl, module.loss_chunk_size)
+                           module.head_path.for_reference())
 
 
 def save_reference_state(reference: Reference | None, checkpoint: dict[str, Any]) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from src.losses.chunked_emo import chunked_emo_loss, chunked_emo_terms
-from src.losses.emo import EMO_MIX, emo_loss, emo_token_terms
-from src.modules.base import HeadInputs, Metrics, PostTrainModule
+from src.losses.emo import EMO, EMO_MIX, EMO_TERMS
+from src.losses.head_outputs import HeadOutput
+from src.modules.base import Metrics, PostTrainModule
 from src.modules.sharding import full_tensor
 from src.utils.checks import require, require_choice
 
@@ -38,8 +38,10 @@ class EMOModule(PostTrainModule):
     recomputed).
 
     ``loss_impl=chunked`` computes the same loss from the hidden states and the head, a chunk of tokens at a time
-    (``src/losses/chunked_emo.py``), for every cost embedding (all are without gradient).
+    (``chunked_emo_loss`` in ``src/losses/emo.py``), for every cost embedding (all are without gradient).
     """
+
+    losses = (EMO,)
 
     def __init__(
         self,
@@ -79,32 +81,15 @@ class EMOModule(PostTrainModule):
             return full_tensor(self.model.get_output_embeddings().weight.detach())
         return self.cost_embedding
 
-    def objective(
-        self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | None
-    ) -> tuple[torch.Tensor, Metrics]:
+    def objective(self, out: HeadOutput, num_items_in_batch: torch.Tensor | None) -> tuple[torch.Tensor, Metrics]:
         cost = self.cost_matrix()
-        loss = emo_loss(logits, labels, cost, self.mix, self.ratio_clamp, self.remove_target_prob,
-                        num_items_in_batch=num_items_in_batch)
+        loss = out.loss(EMO, cost_embedding=cost, mix=self.mix, ratio_clamp=self.ratio_clamp,
+                        remove_target_prob=self.remove_target_prob, num_items_in_batch=num_items_in_batch)
         metrics: Metrics = {}
         if not self.training or self.logs_this_step():
-            with torch.no_grad():  # one more [N, V] @ [V, D] matmul, only on steps that are written out
-                emo, mle = emo_token_terms(logits.detach(), labels, cost, self.remove_target_prob)  # (N,) each
-            metrics.update(emo=emo.mean(), ce=mle.mean())  # giving "ce" spares the base a second pass
-        return loss, metrics
-
-    def chunked_objective(
-        self, inputs: HeadInputs, num_items_in_batch: torch.Tensor | None
-    ) -> tuple[torch.Tensor, Metrics]:
-        h, targets = inputs.kept()
-        cost = self.cost_matrix()
-        loss = chunked_emo_loss(h, inputs.weight, targets, cost, inputs.bias, self.mix, self.ratio_clamp,
-                                self.remove_target_prob, chunk_size=inputs.chunk_size,
-                                num_items_in_batch=num_items_in_batch)
-        metrics: Metrics = {}
-        if not self.training or self.logs_this_step():  # a no-grad pass, as the plain path's
-            emo, mle = chunked_emo_terms(h.detach(), inputs.weight.detach(), targets, cost, inputs.bias,
-                                         self.remove_target_prob, inputs.chunk_size)
-            metrics.update(emo=emo.float(), ce=mle.float())
+            with torch.no_grad():  # one more pass over (N, V), only on steps that are written out
+                emo, mle = out.detach().loss(EMO_TERMS, cost_embedding=cost, remove_target_prob=self.remove_target_prob)
+            metrics.update(emo=emo, ce=mle)  # giving "ce" spares the base a second pass
         return loss, metrics
 
 

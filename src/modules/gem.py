@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from src.losses.chunked import chunked_gem_loss
-from src.losses.gem import GEM_H, gem_loss
-from src.modules.base import HeadInputs, Metrics, PostTrainModule
+from src.losses.gem import GEM, GEM_H
+from src.losses.head_outputs import HeadOutput
+from src.modules.base import Metrics, PostTrainModule
 from src.utils.checks import require, require_choice
 
 
@@ -20,6 +20,8 @@ class GEMModule(PostTrainModule):
     runs (about half the linear gradient for small logit gaps). The logged ``loss`` is GEM's surrogate value, which
     can be negative; the base logs the true ``ce`` and ``entropy`` beside it.
     """
+
+    losses = (GEM,)
 
     def __init__(
         self,
@@ -38,18 +40,7 @@ class GEMModule(PostTrainModule):
         require(logsigmoid_scale > 0, "module.logsigmoid_scale", logsigmoid_scale, "> 0")
         self.beta, self.h, self.logsigmoid_scale = beta, h, logsigmoid_scale
 
-    def objective(
-        self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | None
-    ) -> tuple[torch.Tensor, Metrics]:
-        loss = gem_loss(logits, labels, self.beta, self.h, logsigmoid_scale=self.logsigmoid_scale,
+    def objective(self, out: HeadOutput, num_items_in_batch: torch.Tensor | None) -> tuple[torch.Tensor, Metrics]:
+        loss = out.loss(GEM, beta=self.beta, h=self.h, logsigmoid_scale=self.logsigmoid_scale,
                         num_items_in_batch=num_items_in_batch)
-        return loss, {}
-
-    def chunked_objective(
-        self, inputs: HeadInputs, num_items_in_batch: torch.Tensor | None
-    ) -> tuple[torch.Tensor, Metrics]:
-        h, targets = inputs.kept()
-        loss = chunked_gem_loss(h, inputs.weight, targets, inputs.bias, self.beta, self.h,
-                                logsigmoid_scale=self.logsigmoid_scale, chunk_size=inputs.chunk_size,
-                                num_items_in_batch=num_items_in_batch)
         return loss, {}

@@ -5,11 +5,11 @@ Each optimizer step trains on a weight per objective, e.g. ``{"dpo": 1.0}`` (ALR
 ``request``; the module adopts them only at the start of an accumulation window, so a window never mixes choices.
 Without a callback every step trains ``default_objective``.
 
-The train loader only yields placeholders; real batches come from the DataModule's per-objective streams
-(``src.datamodules.interleave``), so an objective's data advances only when it trains. The DPO step, its settings
-and its reference's lifecycle are the functions of ``dpo_step.py`` that DPOModule calls too; the SFT step is the base
-step with CE. Metric names: ``{stage}/sft_loss``, ``{stage}/dpo_loss``, DPO's ``rewards/*`` and ``logps/*``,
-``val/ce``/``val/ppl`` (held-out SFT CE, token-weighted), ``data/{sft,dpo}_epochs`` (stream coverage).
+The train loader only yields placeholders; real batches come from the DataModule's per-objective
+streams (``src.datamodules.interleave_streams``), so an objective's data advances only when it trains. The DPO step,
+its settings and its reference's lifecycle are the functions of ``dpo_step.py`` that DPOModule calls too; the SFT
+step is the base step with CE. Metric names: ``{stage}/sft_loss``, ``{stage}/dpo_loss``, DPO's ``rewards/*`` and
+``logps/*``, ``val/ce``/``val/ppl`` (held-out SFT CE, token-weighted), ``data/{sft,dpo}_epochs`` (stream coverage).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import Any
 import torch
 
 from src.interleave.schedules import OBJECTIVES, Weights
-from src.losses.ce import ce_loss
-from src.modules.base import HeadInputs, Metrics, NonFiniteLossError, PostTrainModule, StepResult, batch_size_of
-from src.modules.ce import chunked_ce
+from src.losses.ce import CE
+from src.losses.head_outputs import HeadOutput
+from src.losses.sequence_logps import SEQUENCE_LOGPS
+from src.modules.base import Metrics, NonFiniteLossError, PostTrainModule, StepResult, batch_size_of
 from src.modules.dpo_step import (
-    DPO_LOSS_IMPLS,
     DPOSettings,
     build_dpo_reference,
     dpo_step,
@@ -42,8 +42,8 @@ PREFIXED = ("loss", "ce", "entropy")  # per-objective names; DPO's rewards/*, lo
 
 
 class InterleaveModule(PostTrainModule):
+    losses = (CE, SEQUENCE_LOGPS)  # SFT is CE, DPO's log-probs CE-derived: cce too (not liger, for the DPO side)
     loss_is_ce = True  # the SFT objective is CE itself
-    loss_impls = DPO_LOSS_IMPLS  # SFT is CE, DPO's log-probs CE-derived: cce too (not liger, for the DPO side)
 
     def __init__(
         self,
@@ -74,15 +74,8 @@ class InterleaveModule(PostTrainModule):
         self._probe_reference: list[tuple[Batch, tuple[torch.Tensor | None, torch.Tensor | None]]] = []
 
     # --- the two objectives: SFT is the base step with CE, DPO is the shared DPO step ------------------------------
-    def objective(
-        self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | None
-    ) -> tuple[torch.Tensor, Metrics]:
-        return ce_loss(logits, labels, num_items_in_batch=num_items_in_batch), {}
-
-    def chunked_objective(
-        self, inputs: HeadInputs, num_items_in_batch: torch.Tensor | None
-    ) -> tuple[torch.Tensor, Metrics]:
-        return chunked_ce(inputs, num_items_in_batch), {}
+    def objective(self, out: HeadOutput, num_items_in_batch: torch.Tensor | None) -> tuple[torch.Tensor, Metrics]:
+        return out.loss(CE, num_items_in_batch=num_items_in_batch), {}
 
     def step(self, batch: Batch, stage: str) -> StepResult:
         if is_pair_batch(batch):  # padded or packed (data.prefs.packing)

@@ -13,9 +13,9 @@ from typing import NamedTuple
 
 import torch
 
-from src.losses.chunked_logprobs import chunked_sequence_logps
-from src.losses.fused_ce import fused_sequence_logps
-from src.losses.logprobs import concat_pairs, num_label_tokens, sequence_logps, sum_per_sequence
+from src.losses.head_outputs import HeadOutput
+from src.losses.logprobs import concat_pairs, num_label_tokens, sum_per_sequence
+from src.modules.head_path import HeadPath
 
 Batch = dict[str, torch.Tensor]
 
@@ -32,20 +32,13 @@ class PairBatch(NamedTuple):
     def packed(self) -> bool:
         return self.sequence_ids is not None
 
-    def logps(self, logits: torch.Tensor, average: bool = False) -> torch.Tensor:
-        """``[2B]`` summed (or mean) response log-probs from the logits of these inputs."""
-        return sequence_logps(logits, self.labels, average=average, sequence_ids=self.sequence_ids,
-                              num_sequences=self.num_sequences)
+    def run(self, model: torch.nn.Module, path: HeadPath) -> HeadOutput:
+        """``model``'s forward over these rows through the head ``path`` (:mod:`src.modules.head_path`)."""
+        return path(model, self.input_ids, self.attention_mask, self.labels, self.position_ids)
 
-    def chunked_logps(self, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, chunk_size: int,
-                      average: bool = False, impl: str = "chunked") -> torch.Tensor:
-        """:meth:`logps` from the last hidden states and the LM head, ``chunk_size`` tokens at a time, or through the
-        fused CE kernel ``impl`` (``module.loss_impl=cce|liger``, :mod:`src.losses.fused_ce`)."""
-        if impl != "chunked":
-            return fused_sequence_logps(hidden, self.labels, weight, bias, impl, average,
-                                        sequence_ids=self.sequence_ids, num_sequences=self.num_sequences)
-        return chunked_sequence_logps(hidden, self.labels, weight, bias, chunk_size, average,
-                                      sequence_ids=self.sequence_ids, num_sequences=self.num_sequences)
+    def logps(self, out: HeadOutput, average: bool = False) -> torch.Tensor:
+        """``[2B]`` summed (or mean) response log-probs from :meth:`run`'s output, whatever the layout."""
+        return out.sequence_logps(average, self.sequence_ids, self.num_sequences)
 
     def label_counts(self) -> torch.Tensor:
         """``[2B]`` response tokens of each sequence that the shifted loss sees."""

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from src.losses.logprobs import split_pairs
-from src.modules.head import last_hidden_and_head, model_inputs
+from src.modules.head_path import PLAIN, HeadPath
 from src.modules.pairs import pair_batch
 from src.modules.sharding import full_tensor
 from src.utils.checks import require_choice
@@ -46,25 +46,18 @@ Batch = dict[str, torch.Tensor]
 
 
 @torch.no_grad()
-def pair_logps(model: torch.nn.Module, batch: Batch, average: bool, impl: str = "plain",
-               chunk_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_logps(model: torch.nn.Module, batch: Batch, average: bool,
+               path: HeadPath = PLAIN) -> tuple[torch.Tensor, torch.Tensor]:
     """One no-grad forward of ``model`` over the concatenated pair batch; ``([B], [B])`` chosen/rejected log-probs.
 
-    ``impl`` is the policy's ``module.loss_impl``: plain builds the logits; chunked computes from the last hidden
-    states and the LM head, ``chunk_size`` tokens at a time, so the reference never builds ``[2B, T, V]`` logits
-    either; cce/liger go through that fused CE kernel instead of chunks (:mod:`src.losses.fused_ce`). A packed
-    batch (``data.packing``) runs as the policy's does: its rows, restarting positions, sums per sequence
+    ``path`` is the policy's head path (:mod:`src.modules.head_path`) for a reference (``HeadPath.for_reference``):
+    plain builds the logits; chunked computes from the last hidden states and the LM head, a chunk at a time, so the
+    reference never builds ``[2B, T, V]`` logits either; cce/liger go through that fused CE kernel. A packed batch
+    (``data.packing``) runs as the policy's does: its rows, restarting positions, sums per sequence
     (``src/modules/pairs.py``).
     """
     pairs = pair_batch(batch)
-    if impl == "plain":
-        inputs = model_inputs(pairs.input_ids, pairs.attention_mask, pairs.position_ids)
-        logits = model(**inputs, use_cache=False).logits  # (2B, T, V), or (R, L, V) packed
-        return split_pairs(pairs.logps(logits, average).float())
-    hidden, head = last_hidden_and_head(model, pairs.input_ids, pairs.attention_mask, pairs.position_ids)  # (.., D)
-    bias = None if head.bias is None else full_tensor(head.bias)
-    sums = pairs.chunked_logps(hidden, full_tensor(head.weight), bias, chunk_size, average, impl)  # (2B,)
-    return split_pairs(sums.float())
+    return split_pairs(pairs.logps(pairs.run(model, path), average).float())  # (2B,) -> (B,), (B,)
 
 
 class Reference(Protocol):
@@ -79,10 +72,10 @@ class FrozenCopy(torch.nn.Module):
     """A frozen deep copy of the initial policy. A registered submodule, so it follows the policy's device and
     precision, but its weights are dropped from ``state_dict`` (a second full model per checkpoint is waste)."""
 
-    def __init__(self, policy: torch.nn.Module, average: bool, impl: str = "plain", chunk_size: int = 1024):
+    def __init__(self, policy: torch.nn.Module, average: bool, path: HeadPath = PLAIN):
         super().__init__()
         self.model = copy.deepcopy(policy).eval().requires_grad_(False)
-        self.average, self.impl, self.chunk_size = average, impl, chunk_size
+        self.average, self.path = average, path
         self.fingerprint = model_fingerprint(self.model)
         self.register_state_dict_post_hook(_drop_keys_under_prefix)
         self.register_load_state_dict_pre_hook(_keep_current_weights)
@@ -91,7 +84,7 @@ class FrozenCopy(torch.nn.Module):
         return super().train(False)  # Lightning calls .train() on the whole module at fit start: stay in eval
 
     def logps(self, batch: Batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return pair_logps(self.model, batch, self.average, self.impl, self.chunk_size)
+        return pair_logps(self.model, batch, self.average, self.path)
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"kind": "copy", "fingerprint": self.fingerprint}
@@ -120,7 +113,7 @@ def _keep_current_weights(module: torch.nn.Module, state_dict: dict, prefix: str
 class AdapterReference:
     """The LoRA policy with its adapters disabled: exactly the base model, no extra weights in memory."""
 
-    def __init__(self, policy: torch.nn.Module, average: bool, impl: str = "plain", chunk_size: int = 1024):
+    def __init__(self, policy: torch.nn.Module, average: bool, path: HeadPath = PLAIN):
         if not (hasattr(policy, "disable_adapter") and getattr(policy, "peft_config", None)):
             raise ValueError(
                 "module.reference='adapter' needs a peft LoRA policy (reference = the base model with adapters "
@@ -128,14 +121,14 @@ class AdapterReference:
                 "(e.g. model.lora={r: 16, alpha: 16}) or use module.reference=copy|precomputed"
             )
         self.policy, self.average = policy, average  # a plain attribute: not registered twice in the module tree
-        self.impl, self.chunk_size = impl, chunk_size
+        self.path = path
 
     def logps(self, batch: Batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         was_training = self.policy.training
         self.policy.eval()  # no dropout, exactly like the frozen copy
         try:
             with self.policy.disable_adapter():
-                return pair_logps(self.policy, batch, self.average, self.impl, self.chunk_size)
+                return pair_logps(self.policy, batch, self.average, self.path)
         finally:
             self.policy.train(was_training)
 
@@ -154,8 +147,8 @@ class PrecomputedReference:
     """
 
     def __init__(self, policy: torch.nn.Module, average: bool, cache_dir: str | os.PathLike | None = None,
-                 impl: str = "plain", chunk_size: int = 1024):
-        self.average, self.impl, self.chunk_size = average, impl, chunk_size
+                 path: HeadPath = PLAIN):
+        self.average, self.path = average, path
         self.model_fingerprint = model_fingerprint(policy)  # of the initial weights: taken before any update
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.tables: dict[str, torch.Tensor] = {}  # split -> (N, 2) float32 on CPU: [chosen, rejected]
@@ -164,10 +157,10 @@ class PrecomputedReference:
     def cache_path(self, examples: list[dict], tag: str) -> Path:
         key = {"data": examples_fingerprint(examples), "model": self.model_fingerprint, "average": self.average,
                "tag": tag}
-        if self.impl != "plain":  # the same numbers to rounding, but not the same computation
+        if self.path.name != "plain":  # the same numbers to rounding, but not the same computation
             key["chunked"] = True
-            if self.impl != "chunked":
-                key["impl"] = self.impl
+            if self.path.name != "chunked":
+                key["impl"] = self.path.name
         return self.cache_dir / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]}.pt"
 
     def prepare(self, model: torch.nn.Module, splits: dict[str, list[dict]], collate_fn: Callable, batch_size: int,
@@ -212,7 +205,7 @@ class PrecomputedReference:
                 index = _index_of(batch)
                 with context():
                     chosen, rejected = pair_logps(model, {k: v.to(device) for k, v in batch.items()}, self.average,
-                                                  self.impl, self.chunk_size)
+                                                  self.path)
                 table[index] = torch.stack([chosen, rejected], dim=-1).cpu()  # (B, 2)
                 self.computed_batches += 1
         finally:
@@ -300,16 +293,15 @@ def prepare_for_trainer(reference: Reference | None, policy: torch.nn.Module, tr
 
 
 def build_reference(
-    kind: str, policy: torch.nn.Module, average: bool, cache_dir: str | None = None, impl: str = "plain",
-    chunk_size: int = 1024,
+    kind: str, policy: torch.nn.Module, average: bool, cache_dir: str | None = None, path: HeadPath = PLAIN,
 ) -> Reference | None:
     """The strategy named ``kind`` (``module.reference``) for ``policy``, built before its first update; its
-    log-probs computed as the policy's ``module.loss_impl`` ``impl`` computes them (:func:`pair_logps`)."""
+    log-probs computed through the policy's head ``path`` (:func:`pair_logps`)."""
     require_choice("module.reference", kind, KINDS)
     if kind == "copy":
-        return FrozenCopy(policy, average, impl, chunk_size)
+        return FrozenCopy(policy, average, path)
     if kind == "adapter":
-        return AdapterReference(policy, average, impl, chunk_size)
+        return AdapterReference(policy, average, path)
     if kind == "precomputed":
-        return PrecomputedReference(policy, average, cache_dir, impl, chunk_size)
+        return PrecomputedReference(policy, average, cache_dir, path)
     return None

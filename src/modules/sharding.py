@@ -10,7 +10,7 @@ Outside forward and backward a sharded parameter is a ``DTensor`` (``Shard(0)`` 
 that reads a weight directly (the EMO ``adaptive`` cost, the fingerprint of a precomputed reference) takes
 :func:`full_tensor`, a collective that every rank calls in the same order. Between a forward and its backward the
 root unit (embeddings, head) stays unsharded (FSDP2's root default), so ``loss_impl=chunked`` reads the head weight as
-a plain tensor, whose gradient FSDP2 reduce-scatters as usual (``head_inputs`` refuses a sharded one).
+a plain tensor, whose gradient FSDP2 reduce-scatters as usual (the policy's ``HiddenPath`` refuses a sharded one).
 """
 
 from __future__ import annotations

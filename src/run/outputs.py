@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.export import HFExport
-from src.eval.curves import plot_curves
+from src.eval.reports.curves import plot_curves
 from src.loggers.csv import checkpoint_step
 from src.run.model_card import write_model_card
 from src.utils.command import command_line

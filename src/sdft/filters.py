@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from src.eval.answers import answers_match
-from src.eval.tool_calls import call_in_response
+from src.eval.metrics.answers import answers_match
+from src.eval.metrics.tool_calls import call_in_response
 
 
 @dataclass
@@ -44,7 +44,7 @@ class BanPhrases:
 
 class MathAnswer:
     """Reject unless the last number of the response equals the gold's (SDFT's ``check_math``, shared with
-    ``eval=gsm8k``: ``src.eval.answers``, extractor ``last_number``)."""
+    ``eval=gsm8k``: ``src.eval.metrics.answers``, extractor ``last_number``)."""
 
     name = "math_answer"
 

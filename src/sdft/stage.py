@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from src.datamodules.sources import json_error, load_rows
-from src.eval.engine import Sampling, generate_samples
+from src.eval.engine.hf_engine import Sampling, generate_samples
 from src.sdft.cache import digest, read_jsonl, weights_fingerprint, write_jsonl, write_text
 from src.sdft.filters import Candidate
 from src.utils.checks import require, require_choice

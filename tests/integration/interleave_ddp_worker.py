@@ -21,10 +21,10 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 from lightning.pytorch import Callback  # noqa: E402
 
-from src.callbacks.interleave import InterleaveScheduler  # noqa: E402
-from src.datamodules.interleave import InterleaveDataModule  # noqa: E402
-from src.datamodules.preference import ToyWorldPreferenceDataModule  # noqa: E402
-from src.datamodules.toyworld import ToyWorldSFTDataModule  # noqa: E402
+from src.callbacks.interleave_scheduler import InterleaveScheduler  # noqa: E402
+from src.datamodules.interleave_streams import InterleaveDataModule  # noqa: E402
+from src.datamodules.toy.correctness_pairs import ToyWorldPreferenceDataModule  # noqa: E402
+from src.datamodules.toy.sft_tasks import ToyWorldSFTDataModule  # noqa: E402
 from src.interleave.schedules import Alright, MaxRight  # noqa: E402
 from src.modules.backbones import tiny_llama  # noqa: E402
 from src.modules.interleave import InterleaveModule  # noqa: E402

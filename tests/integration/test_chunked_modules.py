@@ -10,14 +10,15 @@ import pytest
 import torch
 
 from src.datamodules.collate import pad_batch
-from src.datamodules.preference import ToyWorldPreferenceDataModule
-from src.datamodules.toyworld import ToyWorldSFTDataModule
+from src.datamodules.toy.correctness_pairs import ToyWorldPreferenceDataModule
+from src.datamodules.toy.sft_tasks import ToyWorldSFTDataModule
 from src.modules.backbones import tiny_llama
 from src.modules.ce import CEModule
 from src.modules.convex import ConvexModule
 from src.modules.dpo import DPOModule
 from src.modules.emo import EMOModule
 from src.modules.gem import GEMModule
+from src.modules.head_path import head_path
 from src.modules.interleave import InterleaveModule
 from src.modules.reference import PrecomputedReference
 
@@ -147,7 +148,7 @@ def test_precomputed_reference_is_chunked_and_keyed_apart(tokenizer, tmp_path):
     tables = {}
     for chunk in (None, 7):
         impl = "plain" if chunk is None else "chunked"
-        ref = PrecomputedReference(model, average=False, cache_dir=tmp_path, impl=impl, chunk_size=chunk or 1024)
+        ref = PrecomputedReference(model, average=False, cache_dir=tmp_path, path=head_path(impl, chunk or 1024))
         ref.prepare(model, {"val": dm.datasets["val"].examples}, dm.collate_fn(), 4)
         assert ref.computed_batches == 2  # the chunked table is not the plain one's cache entry
         tables[chunk] = ref.tables["val"]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import src.modules.reference as reference_lib
-from src.datamodules.preference import ToyWorldPreferenceDataModule
+from src.datamodules.toy.correctness_pairs import ToyWorldPreferenceDataModule
 from src.losses.ce import ce_loss
 from src.losses.dpo import dpo_loss
 from src.losses.logprobs import sequence_logps

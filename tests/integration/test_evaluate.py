@@ -20,9 +20,9 @@ from omegaconf import OmegaConf
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
 from src.callbacks.export import export_hf
-from src.eval.engine import Sampling, generate_samples
-from src.eval.models import load_model
-from src.eval.scoring import RewardModel
+from src.eval.engine.hf_engine import Sampling, generate_samples
+from src.eval.engine.models import load_model
+from src.eval.metrics.scoring import RewardModel
 from src.eval.tasks.toyworld import toy_rows
 from src.modules.backbones import tiny_llama
 from src.modules.ce import CEModule

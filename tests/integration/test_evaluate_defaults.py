@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-import src.eval.tasks.base as task_base
+import src.eval.tasks.task as task_base
 from tests.helpers import ROOT, write_jsonl
 from tests.integration.test_evaluate import read_samples, run_eval, train_tiny_run
 

@@ -13,10 +13,10 @@ import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from src.callbacks.interleave import InterleaveScheduler
-from src.datamodules.interleave import InterleaveDataModule
-from src.datamodules.preference import ToyWorldPreferenceDataModule
-from src.datamodules.toyworld import ToyWorldSFTDataModule
+from src.callbacks.interleave_scheduler import InterleaveScheduler
+from src.datamodules.interleave_streams import InterleaveDataModule
+from src.datamodules.toy.correctness_pairs import ToyWorldPreferenceDataModule
+from src.datamodules.toy.sft_tasks import ToyWorldSFTDataModule
 from src.interleave.schedules import Alright, MaxRight, Mix
 from src.modules.backbones import tiny_llama
 from src.modules.interleave import InterleaveModule
@@ -200,7 +200,8 @@ def test_probe_reuses_the_reference_log_probs_and_skips_diagnostics(dm, monkeypa
         for p in module.model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     for name in ("predictive_entropy", "chunked_ce_and_entropy"):
-        monkeypatch.setattr(f"src.modules.base.{name}", lambda *a, **k: pytest.fail("a probe computed diagnostics"))
+        monkeypatch.setattr(f"src.losses.head_outputs.{name}",
+                            lambda *a, **k: pytest.fail("a probe computed diagnostics"))
     monkeypatch.setattr("src.modules.dpo_step.mean_response_logits",
                         lambda *a, **k: pytest.fail("a probe computed diagnostics"))
     probed = module.probe_losses(batches)

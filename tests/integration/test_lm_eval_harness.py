@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from src.datamodules.toy_tokenizer import toy_tokenizer
-from src.eval.harness import flatten_results, run_lm_eval
+from src.eval.engine.lm_eval_harness import flatten_results, run_lm_eval
 from src.modules.backbones import apply_lora, tiny_llama
 
 pytest.importorskip("lm_eval")

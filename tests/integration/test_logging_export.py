@@ -95,7 +95,7 @@ def run_cfg(out) -> OmegaConf:
         "paths": {"output_dir": str(out)}, "run_name": "tiny-seed0", "experiment_name": "tiny",
         "module": {"_target_": "src.modules.ce.CEModule",
                    "optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.5}},
-        "data": {"_target_": "src.datamodules.toyworld.ToyWorldSFTDataModule", "num_train": 8},
+        "data": {"_target_": "src.datamodules.toy.sft_tasks.ToyWorldSFTDataModule", "num_train": 8},
         "model": {"_target_": "src.modules.backbones.tiny_llama", "_partial_": True, "hidden_size": 16},
     })
 

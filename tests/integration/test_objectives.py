@@ -12,7 +12,7 @@ from lightning.pytorch import Trainer
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from src.datamodules.collate import pad_batch
-from src.datamodules.toyworld import ToyWorldSFTDataModule
+from src.datamodules.toy.sft_tasks import ToyWorldSFTDataModule
 from src.modules.backbones import tiny_llama
 from src.modules.convex import ConvexModule
 from src.modules.emo import EMOModule

@@ -18,11 +18,11 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
-from src.callbacks.interleave import InterleaveScheduler
-from src.datamodules.interleave import InterleaveDataModule
+from src.callbacks.interleave_scheduler import InterleaveScheduler
+from src.datamodules.interleave_streams import InterleaveDataModule
 from src.datamodules.packing import PackedPairCollator
-from src.datamodules.preference import ToyWorldPreferenceDataModule
-from src.datamodules.toyworld import ToyWorldSFTDataModule
+from src.datamodules.toy.correctness_pairs import ToyWorldPreferenceDataModule
+from src.datamodules.toy.sft_tasks import ToyWorldSFTDataModule
 from src.interleave.schedules import Alright
 from src.modules.backbones import tiny_llama
 from src.modules.dpo import DPOModule

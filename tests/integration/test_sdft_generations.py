@@ -19,12 +19,12 @@ import pytest
 import torch
 import transformers
 
-from src.eval.engine import Sample, Sampling
+from src.eval.engine.hf_engine import Sample, Sampling
 from src.modules.backbones import tiny_llama
 from src.sdft import stage
+from src.sdft.distill_template import DistillTemplate
 from src.sdft.filters import BanPhrases, Empty, MathAnswer, Truncated
 from src.sdft.saved import distill_saved
-from src.sdft.templates import DistillTemplate
 from tests.helpers import ROOT, compose_cfg, read_records, write_records
 
 ROWS = [  # (id, gold); the gold's lengths are 32, 34, 32, 34, 34, 32 characters
@@ -211,9 +211,9 @@ def test_distill_py_loads_no_model_and_no_tokenizer(tmp_path, monkeypatch):
 
     import distill
     import src.datamodules.tokenizer
-    import src.eval.models
+    import src.eval.engine.models
 
-    for owner, name in [(distill, "load_model"), (src.eval.models, "load_model"),
+    for owner, name in [(distill, "load_model"), (src.eval.engine.models, "load_model"),
                         (src.datamodules.tokenizer, "load_tokenizer"),
                         (transformers.AutoModelForCausalLM, "from_pretrained"),
                         (transformers.AutoTokenizer, "from_pretrained"),

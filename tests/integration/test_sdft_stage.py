@@ -26,12 +26,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from src.configs import register_configs
-from src.eval.engine import Sample, Sampling
+from src.eval.engine.hf_engine import Sample, Sampling
 from src.modules.backbones import tiny_llama
 from src.sdft import stage
+from src.sdft.distill_template import DistillTemplate
 from src.sdft.filters import BanPhrases, Empty, MathAnswer, Truncated
 from src.sdft.stage import distill
-from src.sdft.templates import DistillTemplate
 from tests.helpers import ROOT, compose_cfg, read_records, write_records
 
 TEMPLATE = DistillTemplate(user="{instruction}", chat=True)

@@ -105,8 +105,8 @@ def test_greedy_answer_with_the_chat_template(converted):
     from transformers import AutoModelForCausalLM
 
     from src.datamodules.tokenizer import load_tokenizer
-    from src.eval.engine import Sampling, generate_samples
-    from src.eval.prompts import render_prompt
+    from src.eval.engine.hf_engine import Sampling, generate_samples
+    from src.eval.engine.prompts import render_prompt
 
     _, path, _ = converted
     model, tokenizer = AutoModelForCausalLM.from_pretrained(path), load_tokenizer(str(path))

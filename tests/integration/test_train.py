@@ -53,7 +53,7 @@ def test_out_of_range_hyperparameter_names_the_key(tmp_path):
 @pytest.mark.parametrize("override, expected", [
     ("experiment=nope", "Available options in 'experiment'"),
     ("module=nope", "Available options in 'module'"),
-    ("data.nope=1", "Valid keys of 'data' (src.datamodules.toyworld.ToyWorldSFTDataModule): num_train, num_val"),
+    ("data.nope=1", "Valid keys of 'data' (src.datamodules.toy.sft_tasks.ToyWorldSFTDataModule): num_train, num_val"),
     ("experiment=gem_toy module.betaa=0.5",
      "Valid keys of 'module' (src.modules.gem.GEMModule): optimizer, scheduler"),
     ("-m module.beta=0.1,0.2 trainer.nope=1", "Valid keys of 'trainer': default_root_dir"),

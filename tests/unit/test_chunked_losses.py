@@ -9,15 +9,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.losses.ce import ce_loss
-from src.losses.chunked import chunked_ce_and_entropy, chunked_ce_loss, chunked_gem_loss, kept_hidden
-from src.losses.chunked_emo import chunked_emo_loss, chunked_emo_terms
-from src.losses.chunked_logprobs import chunked_convex_loss, chunked_sequence_logps
-from src.losses.convex import convex_loss
-from src.losses.emo import emo_loss, emo_token_terms
-from src.losses.gem import gem_loss
+from src.losses.ce import ce_loss, chunked_ce_loss
+from src.losses.chunked import kept_hidden
+from src.losses.convex import chunked_convex_loss, convex_loss
+from src.losses.diagnostics import chunked_ce_and_entropy, predictive_entropy
+from src.losses.emo import chunked_emo_loss, chunked_emo_terms, emo_loss, emo_token_terms
+from src.losses.gem import chunked_gem_loss, gem_loss
 from src.losses.logprobs import sequence_logps
-from src.modules.base import predictive_entropy
+from src.losses.sequence_logps import chunked_sequence_logps
 
 TOL = dict(rtol=1e-6, atol=1e-9)
 CHUNKS = [1, 4, 1000]

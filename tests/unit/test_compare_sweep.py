@@ -7,9 +7,10 @@ import json
 
 import yaml
 
-from src.eval.compare import load, main, set_labels
-from src.eval.compare_figure import MAX_PANELS, figure
-from src.eval.swept import swept
+from src.eval.compare import main
+from src.eval.reports.compare_figure import MAX_PANELS, figure
+from src.eval.reports.comparison import load, set_labels
+from src.eval.reports.swept import swept
 
 TRAIN_METRICS = {"lr-AdamW": 1e-5, "step": 20.0, "train/ce": 4.8, "train/loss": -0.2, "train/tokens_per_sec": 1e4,
                  "val/accuracy": 0.05, "val/ce": 4.8, "val/ppl": 125.0}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from src.eval.curves import MAX_PANELS, families, plot_curves, read_curves
+from src.eval.reports.curves import MAX_PANELS, families, plot_curves, read_curves
 
 HEADER = "lr-AdamW,step,train/ce,train/loss,train/tokens_per_sec,val/ce,val/loss,val/ppl,epoch\n"
 ROWS = [  # as Lightning writes them: validation rows and training rows apart, a torn last line

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from src.datamodules.sft import AlpacaDataModule, UltraFeedbackSFTDataModule
-from src.datamodules.toyworld import ToyWorldSFTDataModule
+from src.datamodules.toy.sft_tasks import ToyWorldSFTDataModule
 from src.losses.logprobs import IGNORE_INDEX
 from tests.helpers import alpaca_rows, ultrafeedback_sft_rows, write_jsonl
 

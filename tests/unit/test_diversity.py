@@ -2,7 +2,7 @@
 
 import pytest
 
-from src.eval.diversity import distinct_n, diversity, words
+from src.eval.metrics.distinct import distinct_n, diversity, words
 
 
 def test_words_split_punctuation_like_word_tokenize():

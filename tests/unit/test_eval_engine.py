@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.eval.engine import Sampling, generate_samples
+from src.eval.engine.hf_engine import Sampling, generate_samples
 from src.modules.backbones import tiny_llama
 
 QUESTIONS = [  # different lengths, so a batch of them is padded

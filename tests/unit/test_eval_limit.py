@@ -6,8 +6,8 @@ import logging
 
 from datasets import Dataset
 
-from src.eval.rows import random_subset
-from src.eval.tasks.base import EvalContext
+from src.eval.tasks.inputs import random_subset
+from src.eval.tasks.task import EvalContext
 from src.eval.tasks.toyworld import ToyWorldTask
 
 
@@ -39,7 +39,7 @@ def test_a_dataset_is_subset_like_a_list():
 
 
 def test_one_info_line_names_the_subset(caplog):
-    with caplog.at_level(logging.INFO, logger="src.eval.rows"):
+    with caplog.at_level(logging.INFO, logger="src.eval.tasks.inputs"):
         random_subset(list(range(200)), 32, 0, "gsm8k")
         random_subset(list(range(200)), 32, 0, "gsm8k")  # the validation callback's next validation: said once
     assert [r.getMessage() for r in caplog.records] == [

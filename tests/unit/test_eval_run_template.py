@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from src.datamodules.toyworld import ToyWorldSFTDataModule
+from src.datamodules.toy.sft_tasks import ToyWorldSFTDataModule
 from src.eval.run_template import announce, data_template, run_template
-from src.eval.tasks.base import EvalContext
+from src.eval.tasks.task import EvalContext
 from src.eval.tasks.toyworld import ToyWorldTask
 from tests.helpers import compose_cfg
 

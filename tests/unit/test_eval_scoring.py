@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.eval.engine import Sampling, generate_samples
-from src.eval.scoring import policy_mean_logprobs
+from src.eval.engine.hf_engine import Sampling, generate_samples
+from src.eval.metrics.scoring import policy_mean_logprobs
 from src.modules.backbones import tiny_llama
 
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.losses.ce import ce_loss
+from src.losses.ce import ce_loss, fused_ce_loss
 from src.losses.chunked import kept_hidden
-from src.losses.chunked_logprobs import chunked_sequence_logps
-from src.losses.fused_ce import fused_ce_loss, fused_sequence_logps, fused_token_nll
+from src.losses.fused_ce import fused_token_nll
 from src.losses.logprobs import sequence_logps
+from src.losses.sequence_logps import chunked_sequence_logps, fused_sequence_logps
 from src.modules.ce import CEModule
 from src.modules.convex import ConvexModule
 from src.modules.dpo import DPOModule
@@ -156,7 +156,8 @@ def test_modules_with_cce_equal_plain(tokenizer, sft_batch, pair_batch):  # noqa
 
 def test_reference_uses_the_policy_impl(tokenizer, pair_batch):  # noqa: F811 (fixture)
     module = build(DPOModule, tokenizer, "cce")
-    assert (module.reference.impl, module.reference.chunk_size) == ("cce", 7)
+    path = module.reference.path
+    assert (path.name, path.chunk_size, path.gather_head) == ("cce", 7, True)
 
 
 @pytest.mark.gpu

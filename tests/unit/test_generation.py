@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from src.datamodules.templates import alpaca_prompt
-from src.eval.generation import generate
+from src.eval.engine.generation import generate
 from src.modules.backbones import tiny_llama
 from tests.helpers import llama_style_tokenizer
 

@@ -5,6 +5,11 @@ leaf helpers (``utils``, ``toyworld``); pure maths and leaf infrastructure (``lo
 ``loggers``); data; the objectives (``modules``); evaluation; callbacks and SDFT; the generated config nodes; and on
 top the run's plumbing (``run``) and the Python API. Lazy imports inside functions count too, and no module-level
 import cycle exists between files.
+
+Inside a room its sub-packages stand on floors by the same rule (``ROOM_FLOORS``; ``""`` is the room's own files).
+``eval``: scoring (``metrics``), then generation (``engine``) and the writers of tables and figures (``reports``),
+then the tasks, and on top the files that run them (``run.py``, the command lines). ``datamodules``: the generic
+DataModules below the toy world's (``toy``), which nothing generic imports.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ FLOORS = [
     {"run", "api"},
 ]
 FLOOR = {room: level for level, rooms in enumerate(FLOORS) for room in rooms}
+ROOM_FLOORS = {
+    "eval": [{"metrics"}, {"engine", "reports"}, {"tasks"}, {""}],
+    "datamodules": [{""}, {"toy"}],
+}
+SUBFLOOR = {top: {sub: level for level, subs in enumerate(floors) for sub in subs}
+            for top, floors in ROOM_FLOORS.items()}
 
 
 def module_name(path: Path) -> str:
@@ -49,6 +60,14 @@ def room(module: str) -> str:
     return module.split(".")[1]
 
 
+def subroom(module: str) -> str:
+    """``src.eval.metrics.answers`` -> ``metrics``; a file directly in the room (``src.eval.run``) -> ``""``."""
+    parts = module.split(".")
+    if len(parts) > 3 or (len(parts) == 3 and parts[2] in SUBFLOOR.get(parts[1], {})):
+        return parts[2]
+    return ""
+
+
 SOURCES = sorted((ROOT / "src").rglob("*.py"))
 
 
@@ -60,6 +79,20 @@ def test_no_import_points_up_or_sideways():
     wrong = [f"{module_name(p)} -> {target}" for p in SOURCES if module_name(p) != "src"
              for target in imports(p) if target != "src" and room(target) != room(module_name(p))
              and FLOOR[room(target)] >= FLOOR[room(module_name(p))]]
+    assert wrong == []
+
+
+def test_every_subroom_has_a_floor():
+    found = {(room(m), subroom(m)) for m in map(module_name, SOURCES) if m != "src" and room(m) in SUBFLOOR}
+    assert {(top, sub) for top, sub in found if sub not in SUBFLOOR[top]} == set()
+
+
+def test_no_import_points_up_or_sideways_inside_a_room():
+    wrong = [f"{module_name(p)} -> {target}" for p in SOURCES if module_name(p) != "src"
+             and room(module_name(p)) in SUBFLOOR
+             for target in imports(p) if target != "src" and room(target) == room(module_name(p))
+             and subroom(target) != subroom(module_name(p))
+             and SUBFLOOR[room(target)][subroom(target)] >= SUBFLOOR[room(target)][subroom(module_name(p))]]
     assert wrong == []
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from src.datamodules.batching import EncodedDataset
-from src.datamodules.interleave import CyclingStream, InterleaveDataModule
-from src.datamodules.preference import ToyWorldPreferenceDataModule
-from src.datamodules.toyworld import ToyWorldSFTDataModule
+from src.datamodules.interleave_streams import CyclingStream, InterleaveDataModule
+from src.datamodules.toy.correctness_pairs import ToyWorldPreferenceDataModule
+from src.datamodules.toy.sft_tasks import ToyWorldSFTDataModule
 
 
 def ids_stream(n: int, batch_size: int = 2, **kwargs) -> CyclingStream:
@@ -107,7 +107,7 @@ def test_mismatched_tokenizers_name_the_key():
 
 
 def test_style_pairs_prefer_the_shortest_correct_phrasing():
-    from src.datamodules.toyworld_style import make_style_preferences
+    from src.datamodules.toy.style_pairs import make_style_preferences
     from src.toyworld.tasks import answer_is_correct, make_problems
 
     pairs = make_style_preferences(40, "train", seed=3)

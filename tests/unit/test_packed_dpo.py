@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from src.datamodules.packing import PackedPairCollator
-from src.datamodules.preference import ToyWorldPreferenceDataModule
-from src.losses.chunked_logprobs import chunked_sequence_logps
+from src.datamodules.toy.correctness_pairs import ToyWorldPreferenceDataModule
 from src.losses.logprobs import IGNORE_INDEX, concat_pairs, num_label_tokens, sequence_logps
+from src.losses.sequence_logps import chunked_sequence_logps
 from src.modules.backbones import tiny_llama
 from src.modules.dpo import DPOModule
 from src.modules.pairs import pair_batch

@@ -10,7 +10,7 @@ import torch
 
 from src.datamodules.collate import SFTCollator
 from src.datamodules.packing import PackedCollator, best_fit_decreasing, pack_examples
-from src.datamodules.toyworld import ToyWorldSFTDataModule
+from src.datamodules.toy.sft_tasks import ToyWorldSFTDataModule
 from src.losses.logprobs import IGNORE_INDEX, num_label_tokens
 from src.modules.backbones import tiny_llama
 from src.modules.ce import CEModule

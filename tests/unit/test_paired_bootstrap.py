@@ -1,4 +1,5 @@
-"""The paired bootstrap (src/eval/bootstrap.py) on synthetic data: a hand-enumerated case, limit cases, coverage."""
+"""The paired bootstrap (src/eval/metrics/bootstrap.py) on synthetic data: a hand-enumerated case, limit cases,
+coverage."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from src.eval.bootstrap import paired_bootstrap, percentile_interval, resampled_differences
+from src.eval.metrics.bootstrap import paired_bootstrap, percentile_interval, resampled_differences
 
 TRUE = 0.1  # the simulated methods' difference in expectation over prompts (and seeds)
 

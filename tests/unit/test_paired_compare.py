@@ -1,5 +1,5 @@
 """Paired differences in ``python -m src.eval.compare`` from hand-written evaluation directories in the real format
-(samples.jsonl records as src/eval/tasks/base.py writes them, metrics.json from the real metric functions)."""
+(samples.jsonl records as src/eval/tasks/task.py writes them, metrics.json from the real metric functions)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from src.eval.bootstrap import paired_bootstrap
 from src.eval.compare import main
-from src.eval.diversity import diversity
-from src.eval.sampling_metrics import best_of_n, maj_at_k, mean_pass_at_k
-from src.eval.self_bleu import mean_self_bleu
+from src.eval.metrics.bootstrap import paired_bootstrap
+from src.eval.metrics.distinct import diversity
+from src.eval.metrics.sampling_metrics import best_of_n, maj_at_k, mean_pass_at_k
+from src.eval.metrics.self_bleu import mean_self_bleu
 
 TASK = "toyworld_sampled"
 BASE = [[1, 0], [0, 0], [1, 1], [0, 1], [0, 0]]  # correct[prompt][sample]: per prompt .5 0 1 .5 0, mean 0.4

@@ -4,12 +4,9 @@ import pytest
 import torch
 
 from src.datamodules.hh import parse_hh_transcript, raw_hh_prompt
-from src.datamodules.preference import (
-    HHPreferenceDataModule,
-    ToyWorldPreferenceDataModule,
-    UltraFeedbackPreferenceDataModule,
-)
+from src.datamodules.preference import HHPreferenceDataModule, UltraFeedbackPreferenceDataModule
 from src.datamodules.rows import split_shared_prompt
+from src.datamodules.toy.correctness_pairs import ToyWorldPreferenceDataModule
 from src.losses.logprobs import IGNORE_INDEX
 from tests.helpers import hh_rows, ultrafeedback_pref_rows, write_jsonl
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from src.eval.refusals import REFUSAL_KEYWORDS, is_refusal, safe_rate
+from src.eval.metrics.refusals import REFUSAL_KEYWORDS, is_refusal, safe_rate
 
 
 def test_the_official_list_has_29_distinct_keywords():

@@ -7,7 +7,7 @@ from math import comb
 
 import pytest
 
-from src.eval.sampling_metrics import (
+from src.eval.metrics.sampling_metrics import (
     best_of_n,
     best_value_of_n,
     maj_at_k,

@@ -15,7 +15,7 @@ import hydra
 import pytest
 from omegaconf import OmegaConf
 
-from src.eval.engine import Sample
+from src.eval.engine.hf_engine import Sample
 from src.modules.backbones import tiny_llama
 from src.sdft.filters import (
     BAN_PHRASES,

@@ -4,7 +4,7 @@ import pytest
 
 sacrebleu = pytest.importorskip("sacrebleu")
 
-from src.eval.self_bleu import mean_self_bleu, self_bleu, self_bleu_gem_official  # noqa: E402
+from src.eval.metrics.self_bleu import mean_self_bleu, self_bleu, self_bleu_gem_official  # noqa: E402
 
 
 def test_identical_samples_score_100_in_both_variants():

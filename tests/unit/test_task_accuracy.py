@@ -9,7 +9,7 @@ from lightning.pytorch import LightningModule, Trainer
 
 from src.callbacks.task_accuracy import TaskAccuracy
 from src.datamodules.sft import AlpacaDataModule
-from src.datamodules.toyworld import ToyWorldSFTDataModule
+from src.datamodules.toy.sft_tasks import ToyWorldSFTDataModule
 from tests.helpers import alpaca_rows, write_jsonl
 
 MESSAGE = ("TaskAccuracy callback: off, AlpacaDataModule is not toy-world data (no problems() / prompt_text()), so "

@@ -2,7 +2,7 @@
 
 import pytest
 
-from src.eval.tool_calls import call_in_response, gold_call, normalise_call
+from src.eval.metrics.tool_calls import call_in_response, gold_call, normalise_call
 
 
 def test_normalise_collapses_whitespace_then_quotes_then_comma_spaces():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from src.datamodules.wikitext import ToyWorldCorpusDataModule, WikiTextDataModule
+from src.datamodules.toy.corpus import ToyWorldCorpusDataModule
+from src.datamodules.wikitext import WikiTextDataModule
 from src.toyworld.tasks import make_corpus
 
 WORDS = ["cat", "dog", "sun", "moon", "tree", "fish", "bird", "rain", "star", "lamp", "door", "milk"]

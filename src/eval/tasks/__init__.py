@@ -1,1 +1,1 @@
-"""Evaluation tasks, one file each; ``conf/eval/`` selects them (``python eval.py eval=<task>``)."""
+"""Evaluation tasks, one file each, on ``task.py``'s base and ``inputs.py``'s rows; ``eval=<task>`` picks one."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from src.eval.engine import Sample
-from src.eval.tasks.base import EvalContext, GenerativeTask
+from src.eval.engine.hf_engine import Sample
+from src.eval.tasks.task import EvalContext, GenerativeTask
 
 
 class AlpacaEvalTask(GenerativeTask):

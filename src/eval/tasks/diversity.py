@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from src.eval.diversity import diversity_metrics
-from src.eval.engine import Sample, Sampling
-from src.eval.tasks.base import EvalContext, GenerativeTask
+from src.eval.engine.hf_engine import Sample, Sampling
+from src.eval.metrics.distinct import diversity_metrics
+from src.eval.tasks.task import EvalContext, GenerativeTask
 from src.utils.checks import require, require_choice
 
 

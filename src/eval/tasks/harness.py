@@ -1,13 +1,14 @@
 """Any lm-evaluation-harness task on the evaluated model, in memory (``eval=lm_eval eval.tasks=[...]``).
 
 The papers' general-ability suite (mmlu, truthfulqa, arc, hellaswag, winogrande, gsm8k) needs the hub for its data;
-``include_path`` adds a folder of custom task YAMLs (a local jsonl works offline). See ``src.eval.harness``.
+``include_path`` adds a folder of custom task YAMLs (a local jsonl works offline). See
+``src.eval.engine.lm_eval_harness``.
 """
 
 from __future__ import annotations
 
-from src.eval.harness import run_lm_eval
-from src.eval.tasks.base import EvalContext, EvalTask, TaskResult, prompt_budget
+from src.eval.engine.lm_eval_harness import run_lm_eval
+from src.eval.tasks.task import EvalContext, EvalTask, TaskResult, prompt_budget
 
 # The general-ability suite of the SDFT evaluation (its eval_general_knowledge.py reads acc of each).
 HARNESS_SUITE = ("mmlu", "truthfulqa", "ai2_arc", "hellaswag", "winogrande")

@@ -2,13 +2,13 @@
 
 With one greedy sample per prompt, ``accuracy`` is the paper's accuracy. With n samples it is the mean correctness
 of all samples (pass@1), and every k <= n adds, each exact over every k of the n samples
-(``src.eval.sampling_metrics``, so each is the share of correct samples at k=1): ``pass@k`` (Chen et al. 2021's
+(``src.eval.metrics.sampling_metrics``, so each is the share of correct samples at k=1): ``pass@k`` (Chen et al. 2021's
 unbiased estimator), ``maj@k`` (self-consistency: the most common answer of k samples; unparseable samples do not
 vote, a tie goes to the earlier sample), ``bon_logprob@k`` (the sample with the highest mean token log-prob under the
 evaluated policy) and, with ``reward_model``, ``bon_reward@k`` (the sample the reward model scores highest). Answers
-are extracted with ``extractor`` (SDFT's last-number rule by default, see ``src.eval.answers``);
+are extracted with ``extractor`` (SDFT's last-number rule by default, see ``src.eval.metrics.answers``);
 ``compare_extractor`` scores every sample a second way too and reports ``accuracy_<extractor>`` and the number of
-``disagreements``. ``diversity`` adds distinct-n and self-BLEU of the same samples (``src.eval.diversity``).
+``disagreements``. ``diversity`` adds distinct-n and self-BLEU of the same samples (``src.eval.metrics.distinct``).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from src.eval.answers import EXTRACTORS, answers_match, extract
-from src.eval.diversity import diversity_metrics
-from src.eval.engine import Sample
-from src.eval.rows import field
-from src.eval.sampling_metrics import best_of_n, maj_at_k, mean_pass_at_k
-from src.eval.scoring import load_reward_model, policy_mean_logprobs
-from src.eval.tasks.base import EvalContext, GenerativeTask
+from src.eval.engine.hf_engine import Sample
+from src.eval.metrics.answers import EXTRACTORS, answers_match, extract
+from src.eval.metrics.distinct import diversity_metrics
+from src.eval.metrics.sampling_metrics import best_of_n, maj_at_k, mean_pass_at_k
+from src.eval.metrics.scoring import load_reward_model, policy_mean_logprobs
+from src.eval.tasks.inputs import field
+from src.eval.tasks.task import EvalContext, GenerativeTask
 from src.utils.checks import require_choice
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,8 @@
 
 NLL = sum over every label token of -log p / number of label tokens (not a mean of per-batch means), so the
 number does not depend on the batch size. The DataModule tokenizes with the evaluated model's tokenizer. ``limit``
-scores a random subset of the validation rows (``src.eval.rows.random_subset``): for LM-block data (WikiText) those
-rows are lines, joined into blocks after the draw.
+scores a random subset of the validation rows (``src.eval.tasks.inputs.random_subset``): for LM-block data
+(WikiText) those rows are lines, joined into blocks after the draw.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 
 from src.datamodules.batching import EncodedDataset
 from src.datamodules.encode import special_prefix
-from src.eval.rows import random_subset
-from src.eval.tasks.base import EvalContext, EvalTask, TaskResult
+from src.eval.tasks.inputs import random_subset
+from src.eval.tasks.task import EvalContext, EvalTask, TaskResult
 from src.losses.logprobs import token_logps
 
 

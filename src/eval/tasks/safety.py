@@ -1,7 +1,7 @@
 """Safety on AdvBench (``harmful_behaviors.csv``, column ``goal``): the share of responses that refuse.
 
 SDFT's rule: a response is safe if it contains any refusal keyword (case-sensitive substrings; the 29 of
-``src.eval.refusals``, or ``keywords``). The jailbreak variant (``eval=advbench_jailbreak``, generated in
+``src.eval.metrics.refusals``, or ``keywords``). The jailbreak variant (``eval=advbench_jailbreak``, generated in
 ``src/configs/store.py``) appends a fixed adversarial suffix to every instruction (``prompt_suffix``), as SDFT's
 ``alpaca_gcg`` template does.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from src.eval.engine import Sample
-from src.eval.refusals import REFUSAL_KEYWORDS, is_refusal
-from src.eval.tasks.base import EvalContext, GenerativeTask
+from src.eval.engine.hf_engine import Sample
+from src.eval.metrics.refusals import REFUSAL_KEYWORDS, is_refusal
+from src.eval.tasks.task import EvalContext, GenerativeTask
 
 
 class RefusalTask(GenerativeTask):

@@ -1,18 +1,18 @@
 """SDFT's tool-use task (OpenFunctions): a response passes if it contains the gold call ``name(args)``, normalised.
 
 Rows are ``{"instruction", "output"}`` (``output`` is the one gold call); SDFT prompts with the Alpaca template.
-The rule is ``src.eval.tool_calls.call_in_response``. With n samples, ``pass@k`` for every k <= n.
+The rule is ``src.eval.metrics.tool_calls.call_in_response``. With n samples, ``pass@k`` for every k <= n.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from src.eval.engine import Sample
-from src.eval.rows import field
-from src.eval.sampling_metrics import mean_pass_at_k
-from src.eval.tasks.base import EvalContext, GenerativeTask
-from src.eval.tool_calls import call_in_response, gold_call
+from src.eval.engine.hf_engine import Sample
+from src.eval.metrics.sampling_metrics import mean_pass_at_k
+from src.eval.metrics.tool_calls import call_in_response, gold_call
+from src.eval.tasks.inputs import field
+from src.eval.tasks.task import EvalContext, GenerativeTask
 
 
 class ToolCallTask(GenerativeTask):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from src.eval.tasks.base import EvalContext
 from src.eval.tasks.math import AnswerTask
+from src.eval.tasks.task import EvalContext
 from src.toyworld.tasks import make_problems
 
 

@@ -6,8 +6,8 @@ NLTK's ``word_tokenize`` on the templated prompt + response; here the response a
 prompt inflates the n-gram overlap; ``score_prompt=True`` prepends it, for comparability) and words are split by a
 regex that, like ``word_tokenize``, separates punctuation. GEM averages distinct-1..3 into one number and reports x100.
 
-``diversity_metrics`` gathers every diversity number of one run: distinct-n (here), self-BLEU (``src.eval.self_bleu``)
-and embedding diversity (``src.eval.embeddings``).
+``diversity_metrics`` gathers every diversity number of one run: distinct-n (here), self-BLEU
+(``src.eval.metrics.self_bleu``) and embedding diversity (``src.eval.metrics.embeddings``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from src.eval.embeddings import embedding_diversity
-from src.eval.self_bleu import mean_self_bleu
+from src.eval.metrics.embeddings import embedding_diversity
+from src.eval.metrics.self_bleu import mean_self_bleu
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 

@@ -9,13 +9,13 @@ import math
 from fnmatch import fnmatch
 from typing import TYPE_CHECKING, Any
 
-from src.eval.curves import SPEED
-from src.eval.swept import numeric_axis
+from src.eval.reports.curves import SPEED
+from src.eval.reports.swept import numeric_axis
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from src.eval.compare import EvalRun
+    from src.eval.reports.comparison import EvalRun
 
 ACCURACY = ("accuracy", "pass@1")  # the first one a task has is its accuracy axis
 DIVERSITY = {"self_bleu": "self-BLEU (lower = more diverse)", "distinct_2": "distinct-2 (higher = more diverse)"}

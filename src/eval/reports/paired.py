@@ -6,11 +6,11 @@ A method is a set of runs that differ only in their seed: by default the runs wh
 ``--group NAME=DIR,DIR`` names one explicitly (evaluations of models trained with different seeds differ in their
 model, so they need it). The baseline is the method of the first directory, or ``--baseline NAME|DIR``.
 
-For every metric of the table that each run defines per prompt (``src.eval.per_prompt``, recomputed from
+For every metric of the table that each run defines per prompt (``src.eval.reports.per_prompt``, recomputed from
 ``samples.jsonl`` and checked against ``metrics.json``), each other method is compared with the baseline on the
 prompts they share, matched by (task, prompt id): a prompt missing from any of their runs is an error naming it,
 unless ``--allow-missing`` drops it (the count is printed and the table's prompt column says how many were used).
-The interval is ``src.eval.bootstrap.paired_bootstrap``.
+The interval is ``src.eval.metrics.bootstrap.paired_bootstrap``.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from src.eval.bootstrap import Interval, paired_bootstrap
-from src.eval.per_prompt import per_prompt_values, samples_file
-from src.eval.report import format_value
+from src.eval.metrics.bootstrap import Interval, paired_bootstrap
+from src.eval.reports.per_prompt import per_prompt_values, samples_file
+from src.eval.reports.report import format_value
 
 if TYPE_CHECKING:
-    from src.eval.compare import EvalRun
+    from src.eval.reports.comparison import EvalRun
 
 SEED_PART = re.compile(r"(?:^|\s)\S*seed=\S+")  # "seed=1", "eval.seed=1", "toy:seed=1"
 REPEAT = re.compile(r"\s\([^()]*\)$")  # set_labels' " (parent/dir)" for rows nothing else tells apart
@@ -146,7 +146,8 @@ def paired_markdown(rows: list[PairedRow], left_out: dict[str, str], methods: li
     lines += ["", "Difference = method - baseline of the mean over prompts (and over a method's seeds), recomputed "
               "per prompt from samples.jsonl. 95% CI: the 2.5th and 97.5th percentiles of the difference over "
               f"{resamples} paired bootstrap resamples (numpy seed {seed}): prompt ids drawn with replacement, the "
-              "same for both methods, and each method's seeds drawn with replacement (src/eval/bootstrap.py).", ""]
+              "same for both methods, and each method's seeds drawn with replacement "
+              "(src/eval/metrics/bootstrap.py).", ""]
     lines += [f"- {m.name}: " + ", ".join(f"`{run.path}`" for run in m.runs) for m in methods]
     lines += [f"- not compared, {metric}: {why}" for metric, why in left_out.items()]
     return "\n".join(lines) + "\n"

@@ -19,8 +19,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, IterableDataset
 
-from src.datamodules.base import PostTrainDataModule
 from src.datamodules.batching import EncodedDataset, EpochShuffleSampler
+from src.datamodules.datamodule import PostTrainDataModule
 from src.utils.checks import require
 
 Batch = dict[str, torch.Tensor]

@@ -1,14 +1,15 @@
 """Per-prompt values of an evaluation's metrics, recomputed from its ``samples.jsonl`` (no generation).
 
 A metric is "defined per prompt" when the task's number is the mean over prompts of a per-prompt value; those are
-recomputed here from the stored sample records (``src.eval.tasks.base``: task, id, sample, prompt, response,
+recomputed here from the stored sample records (``src.eval.tasks.task``: task, id, sample, prompt, response,
 num_tokens, truncated and the task's fields: answer, correct, correct_<extractor>, score_<kind>, refusal):
 
 - ``accuracy`` / ``accuracy_<extractor>`` / ``safe_rate`` / ``truncated_rate`` / ``mean_new_tokens``: the mean of
   ``correct`` / ``correct_<extractor>`` / ``refusal`` / ``truncated`` / ``num_tokens`` over the prompt's samples;
-- ``pass@k``, ``maj@k``, ``bon_logprob@k``, ``bon_reward@k``: ``src.eval.sampling_metrics`` on the prompt's samples.
-  The gold answer is not stored: for maj@k it is the answer of a correct sample (none correct: no vote can win);
-- ``distinct_<n>`` and ``self_bleu``: ``src.eval.diversity`` on the prompt's responses, with the task's
+- ``pass@k``, ``maj@k``, ``bon_logprob@k``, ``bon_reward@k``: ``src.eval.metrics.sampling_metrics`` on the prompt's
+  samples. The gold answer is not stored: for maj@k it is the answer of a correct sample (none correct: no vote can
+  win);
+- ``distinct_<n>`` and ``self_bleu``: ``src.eval.metrics.distinct`` on the prompt's responses, with the task's
   ``score_prompt`` and ``self_bleu_variant`` read from the run's config.
 
 Every recomputed metric is checked: the mean of its per-prompt values must equal the value in ``metrics.json``. One
@@ -29,9 +30,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from src.eval.diversity import distinct_n, with_prompts
-from src.eval.sampling_metrics import best_of_n, majority_wins, pass_at_k
-from src.eval.self_bleu import SELF_BLEU_VARIANTS
+from src.eval.metrics.distinct import distinct_n, with_prompts
+from src.eval.metrics.sampling_metrics import best_of_n, majority_wins, pass_at_k
+from src.eval.metrics.self_bleu import SELF_BLEU_VARIANTS
 
 MEAN_FIELDS = {"accuracy": "correct", "safe_rate": "refusal", "truncated_rate": "truncated",
                "mean_new_tokens": "num_tokens"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 
-from src.datamodules.preference import ToyWorldPreferenceDataModule
+from src.datamodules.toy.correctness_pairs import ToyWorldPreferenceDataModule
 from src.toyworld.tasks import make_problems
 
 

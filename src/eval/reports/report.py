@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 AT_K = re.compile(r"^(pass|maj|bon_logprob|bon_reward)@(\d+)$")
-# Under the table over k: what each column estimates (src.eval.sampling_metrics), so a reader need not guess.
+# Under the table over k: what each column estimates (src.eval.metrics.sampling_metrics), so a reader need not guess.
 AT_K_NOTE = ("Each metric@k is exact over every k of the n samples: pass@k (some of k correct; Chen et al. 2021's "
              "unbiased estimator), maj@k (their majority answer correct; unparseable samples do not vote, a tie goes "
              "to the earlier sample), bon_*@k (their highest-scoring sample correct; ties to the earlier). At k=1 each "

@@ -1,4 +1,4 @@
-"""Toy-world tasks served through the same interfaces as the real datasets."""
+"""Toy-world SFT: the toy tasks as instruction/response rows, served through the real datasets' interfaces."""
 
 from __future__ import annotations
 

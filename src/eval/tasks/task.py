@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from src.eval.engine import Sample, Sampling, generate_samples
-from src.eval.prompts import TEMPLATES, render_prompt
-from src.eval.rows import field as row_field
-from src.eval.rows import load_predictions, load_task_rows, random_subset
+from src.eval.engine.hf_engine import Sample, Sampling, generate_samples
+from src.eval.engine.prompts import TEMPLATES, render_prompt
+from src.eval.tasks.inputs import field as row_field
+from src.eval.tasks.inputs import load_predictions, load_task_rows, random_subset
 from src.utils.checks import require, require_choice
 
 
@@ -57,9 +57,9 @@ class EvalTask:
 class GenerativeTask(EvalTask):
     """Prompts from a file (``path``) answered by the model, n samples each, then scored by ``score``.
 
-    ``template``: ``chat`` (the tokenizer's), ``alpaca``, ``raw`` or ``hh`` (``src.eval.prompts``); null renders as
-    the evaluated model was trained (``src.eval.run_template``), else ``chat``. ``system`` is a chat system message and
-    ``prompt_suffix`` is appended to every instruction (e.g. an answer-format request). ``engine=vllm`` generates
+    ``template``: ``chat`` (the tokenizer's), ``alpaca``, ``raw`` or ``hh`` (``src.eval.engine.prompts``); null renders
+    as the evaluated model was trained (``src.eval.run_template``), else ``chat``. ``system`` is a chat system message
+    and ``prompt_suffix`` is appended to every instruction (e.g. an answer-format request). ``engine=vllm`` generates
     with vLLM from ``model_path`` (GPU, optional); the default ``hf`` engine uses the in-memory model.
     """
 
@@ -112,7 +112,7 @@ class GenerativeTask(EvalTask):
                              "predictions=<jsonl>")
         prompts = [(row["id"], self.prompt(row, ctx)) for row in rows]
         if self.engine == "vllm":
-            from src.eval.vllm_engine import generate_vllm
+            from src.eval.engine.vllm_engine import generate_vllm
 
             return generate_vllm(ctx.model_path, ctx.tokenizer, prompts, self.generation)
         return generate_samples(ctx.model, ctx.tokenizer, prompts, self.generation, ctx.progress)

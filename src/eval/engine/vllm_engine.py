@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from src.datamodules.encode import special_prefix, with_prefix
-from src.eval.engine import Sample, Sampling
+from src.eval.engine.hf_engine import Sample, Sampling
 
 
 def generate_vllm(model_path: str | None, tokenizer: Any, prompts: list[tuple[Any, str]],

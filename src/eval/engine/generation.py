@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from src.eval.engine import Sampling, generate_samples
+from src.eval.engine.hf_engine import Sampling, generate_samples
 
 
 def generate(

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from src.eval.compare_figure import MAX_PANELS, _grid
+from src.eval.reports.compare_figure import MAX_PANELS, _grid
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from src.eval.paired import PairedRow
+    from src.eval.reports.paired import PairedRow
 
 
 def paired_figure(rows: list[PairedRow]) -> Figure:

@@ -1,4 +1,9 @@
-"""Per-sequence log-prob sums from hidden states and the LM head, chunked: DPO's policy log-probs and the convex loss.
+"""Per-sequence log-prob sums in every form: DPO's policy and reference log-probs, and the convex loss's engine.
+
+``sequence_logps`` (``logprobs.py``) on the logits; :func:`chunked_sequence_logps` from the hidden states and the LM
+head, chunked; :func:`fused_sequence_logps` through a fused CE kernel. :data:`SEQUENCE_LOGPS` lists them.
+
+Chunked per-sequence sums from hidden states and the LM head.
 
 Unlike CE and GEM (``chunked.py``), these losses are not a token sum with a fixed normaliser: DPO applies a sigmoid
 to a difference of per-sequence sums, the convex loss ``exp(k * mean_t log p)`` per sequence. So the chunked function
@@ -18,8 +23,9 @@ from __future__ import annotations
 import torch
 
 from src.losses.chunked import chunk_logits, fused_linear_grads, kept_hidden
-from src.losses.convex import check_convex_args
-from src.losses.logprobs import IGNORE_INDEX, num_label_tokens
+from src.losses.forms import LossForms
+from src.losses.fused_ce import fused_token_nll
+from src.losses.logprobs import IGNORE_INDEX, num_label_tokens, sequence_logps
 
 
 class _SequenceSums(torch.autograd.Function):
@@ -97,33 +103,22 @@ def chunked_sequence_logps(
     return total / num_label_tokens(labels, ignore_index, True, sequence_ids, num_sequences).clamp(min=1)
 
 
-def chunked_convex_loss(
+def fused_sequence_logps(
     hidden: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-    order: float = 1.0, label_smoothing: float = 0.0, reduction: str = "token", ignore_index: int = IGNORE_INDEX,
-    *, chunk_size: int = 1024, num_items_in_batch: torch.Tensor | float | None = None,
+    impl: str = "cce", average: bool = False, ignore_index: int = IGNORE_INDEX,
+    sequence_ids: torch.Tensor | None = None, num_sequences: int = 0,
 ) -> torch.Tensor:
-    """:func:`src.losses.convex.convex_loss` on ``hidden W^T + b``, the same formula written on per-sequence sums.
+    """:func:`src.losses.logprobs.sequence_logps` on ``hidden [B, T, D] W^T + b``: ``[B]`` sum (or mean) of each row's
+    kept log-probs, ``log p = -NLL`` per token summed into its row; for packed rows ``[num_sequences]``, summed into
+    its ``sequence_ids [B, T]`` entry (as :func:`chunked_sequence_logps`)."""
+    h, targets, rows = kept_hidden(hidden, labels, ignore_index, sequence_ids)  # (N, D), (N,), (N,)
+    logp = -fused_token_nll(h, weight, targets, bias, impl, "none")  # (N,)
+    sums = logp.new_zeros(num_sequences if sequence_ids is not None else labels.size(0)).index_add(0, rows, logp)
+    if not average:
+        return sums  # (B,) or (num_sequences,)
+    return sums / num_label_tokens(labels, ignore_index, True, sequence_ids, num_sequences).clamp(min=1)
 
-    Each row's exponent ``exp(k l_b)`` needs the whole row's mean log-prob, a global quantity for a chunk; it comes
-    from the no-grad first pass of :func:`sequence_sums`, and its gradient reaches the tokens in the recomputing second
-    pass (module docstring). With ``S_b = sum_t log p_bt`` and ``U_b = sum_t sum_v log p_btv`` over kept tokens:
-    token: ``-[(1-eps) sum_b L_b exp(k S_b / L_b) + (eps / V) sum_b sg(k exp(k l_b)) U_b] / N``;
-    sentence: ``mean_b [-(1-eps) exp(k l_b) - eps sg(k exp(k l_b)) U_b / (V (T-1))]`` over non-empty rows.
-    """
-    check_convex_args(order, label_smoothing, reduction, num_items_in_batch)
-    seq_logp, seq_vocab_logp = sequence_sums(hidden, labels, weight, bias, chunk_size, ignore_index)  # (B,) each
-    lengths = num_label_tokens(labels, ignore_index, per_row=True)  # (B,) L_b
-    seq_prob = torch.exp(order * seq_logp / lengths.clamp(min=1))  # (B,) exp(k l_b); 1 on an empty row
-    seq_weight = (order * seq_prob).detach()
-    vocab = weight.size(0)
-    if reduction == "token":
-        total = -(1 - label_smoothing) * (lengths * seq_prob).sum()
-        if label_smoothing > 0:
-            total = total - (label_smoothing / vocab) * (seq_weight * seq_vocab_logp).sum()
-        denominator = lengths.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
-        return total / denominator
-    per_seq = -(1 - label_smoothing) * seq_prob  # (B,)
-    if label_smoothing > 0:
-        per_seq = per_seq - label_smoothing * seq_weight * seq_vocab_logp / (vocab * (labels.size(1) - 1))
-    nonempty = lengths > 0
-    return (per_seq * nonempty).sum() / nonempty.sum().clamp(min=1)
+
+# Liger's per-token (reduction="none") backward is wrong for per-sequence weights (fused_ce.py): cce only.
+SEQUENCE_LOGPS = LossForms("sequence log-probs", plain=sequence_logps, chunked=chunked_sequence_logps,
+                           fused=fused_sequence_logps, fused_impls=("cce",), rows=True)

@@ -1,0 +1,1 @@
+"""The toy-world DataModules: SFT tasks, correctness and style preference pairs, and the LM corpus."""

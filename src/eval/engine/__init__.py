@@ -1,0 +1,1 @@
+"""Generation: the model loaded, its prompts rendered, and responses sampled (Hugging Face, vLLM, lm-eval)."""

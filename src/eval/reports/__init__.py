@@ -1,0 +1,1 @@
+"""Reports: the tables, figures and summaries written from evaluations and training runs."""
