@@ -132,3 +132,20 @@ def test_runs_without_samples_keep_the_plain_table(tmp_path):
     assert not (tmp_path / "paired.png").exists()
     with pytest.raises(ValueError, match="samples.jsonl"):
         main([base, gem, "--out-dir", str(tmp_path), "--baseline", "base"])
+
+
+def test_an_archived_evaluation_rescores_the_same(tmp_path):
+    from src.eval.reports.archive import archive_eval
+
+    base, gem = write_run(tmp_path / "base", BASE), write_run(tmp_path / "gem", GEM, model="gem")
+    archived = [str(archive_eval(run, tmp_path / "archive" / name)) for run, name in ((base, "base"), (gem, "gem"))]
+    assert not (tmp_path / "archive" / "gem" / "samples.jsonl").exists()
+    first = (tmp_path / "archive" / "gem" / "samples.jsonl.gz").read_bytes()
+    archive_eval(gem, tmp_path / "again")
+    assert (tmp_path / "again" / "samples.jsonl.gz").read_bytes() == first  # no timestamp in the gzip header
+    for runs, out in (([base, gem], "out"), (archived, "out_archived")):
+        main([*runs, "--out-dir", str(tmp_path / out), "--resamples", "500", "--bootstrap-seed", "3"])
+    assert paired_table(tmp_path / "out_archived") == paired_table(tmp_path / "out")
+    assert f"{TASK}/accuracy" in paired_table(tmp_path / "out_archived")
+    with pytest.raises(FileNotFoundError, match="no samples.jsonl"):
+        archive_eval(tmp_path / "archive", tmp_path / "nowhere")

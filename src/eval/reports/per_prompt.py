@@ -20,6 +20,7 @@ the embedding model), lm-evaluation-harness samples (no prompt ``id``), and corp
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from collections import defaultdict
@@ -44,17 +45,20 @@ Records = list[dict[str, Any]]  # one prompt's sample records, in sample order
 
 def samples_file(run_dir: Path) -> tuple[Path, str] | None:
     """``(samples.jsonl, metric key prefix)``: an evaluation's own, or a training run's final evaluation
-    (``<run>/eval/``, whose metrics are ``eval/<task>/<metric>`` in the run's ``metrics.json``); None if neither."""
-    for path, prefix in ((run_dir / "samples.jsonl", ""), (run_dir / "eval" / "samples.jsonl", "eval/")):
-        if path.is_file():
-            return path, prefix
+    (``<run>/eval/``, whose metrics are ``eval/<task>/<metric>`` in the run's ``metrics.json``); None if neither.
+    A gzipped ``samples.jsonl.gz`` (an archived evaluation, :mod:`src.eval.reports.archive`) counts too."""
+    for folder, prefix in ((run_dir, ""), (run_dir / "eval", "eval/")):
+        for name in ("samples.jsonl", "samples.jsonl.gz"):
+            if (folder / name).is_file():
+                return folder / name, prefix
     return None
 
 
 def load_samples(path: Path) -> dict[str, dict[str, Records]]:
     """``{task: {prompt id: records in sample order}}``; records without a prompt ``id`` (harness logs) skipped."""
     found: dict[str, dict[str, Records]] = defaultdict(lambda: defaultdict(list))
-    for line in path.read_text(encoding="utf-8").splitlines():
+    text = gzip.decompress(path.read_bytes()).decode("utf-8") if path.suffix == ".gz" else path.read_text("utf-8")
+    for line in text.splitlines():
         if line.strip():
             record = json.loads(line)
             if "id" in record and "sample" in record:
