@@ -3,6 +3,7 @@
     python experiments/diversity_toy/run.py --jobs 2                 # the whole study (40-60 min on 2 shared cores)
     python experiments/diversity_toy/run.py --jobs 2 --skip-train    # re-evaluate the trained runs in runs/
     python experiments/diversity_toy/run.py --report-only            # rewrite results.md and plots from metrics.json
+    python experiments/diversity_toy/run.py --smoke                  # CE and convex, 1 lr, seed 42, 4 steps, 2 prompts
 
 1. lr sweep: each objective (CE, GEM beta=0.5, GEM beta=0.7, convex after a CE warm start) trains through
    ``train.py`` at every lr of ``--lrs`` with seed ``--sweep-seed``; the lr with the lowest final ``val/ce`` (the run's
@@ -34,9 +35,12 @@ from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(ROOT)]
 
 from report import write_report  # noqa: E402
+
+from experiments.smoke import parse_args as parse_study_args  # noqa: E402
+from experiments.smoke import shown  # noqa: E402
 
 OBJECTIVES = {
     "CE": ["experiment=quickstart"],
@@ -57,20 +61,20 @@ class Job(NamedTuple):
     out_dir: Path  # a run is finished when out_dir/metrics.json exists
 
 
-def train_dir(steps: int, name: str, lr: float, seed: int) -> Path:
-    return HERE / "runs" / f"steps{steps}" / name / f"lr{lr:g}" / f"seed{seed}"
+def train_dir(args: argparse.Namespace, name: str, lr: float, seed: int) -> Path:
+    return args.out / "runs" / f"steps{args.steps}" / name / f"lr{lr:g}" / f"seed{seed}"
 
 
 def eval_dir(run_dir: Path, prompts: int, temperature: float) -> Path:
     return run_dir / "eval" / f"p{prompts}_t{temperature:g}"
 
 
-def train_job(name: str, lr: float, seed: int, steps: int) -> Job:
-    run_dir = train_dir(steps, name, lr, seed)
+def train_job(args: argparse.Namespace, name: str, lr: float, seed: int) -> Job:
+    steps, run_dir = args.steps, train_dir(args, name, lr, seed)
     command = [
         "python", "train.py", *OBJECTIVES[name], *MODEL, f"trainer.max_steps={steps}",
         f"trainer.val_check_interval={steps}", f"module.optimizer.lr={lr:g}", f"seed={seed}", "callbacks=default",
-        "validate_before_fit=false", "cpu_threads=1", f"hydra.run.dir={run_dir.relative_to(ROOT)}",
+        "validate_before_fit=false", "cpu_threads=1", f"hydra.run.dir={shown(run_dir)}",
     ]
     if name == "convex":  # the warm start keeps convex_toy's fraction of the run (240 of quickstart's 800 steps)
         command.insert(-1, f"module.ce_warmup_steps={int(0.3 * steps)}")
@@ -80,9 +84,9 @@ def train_job(name: str, lr: float, seed: int, steps: int) -> Job:
 def eval_job(run_dir: Path, prompts: int, temperature: float) -> Job:
     out_dir = eval_dir(run_dir, prompts, temperature)
     command = [
-        "python", "eval.py", "eval=toy_sampling", f"model_path={run_dir.relative_to(ROOT)}",
+        "python", "eval.py", "eval=toy_sampling", f"model_path={shown(run_dir)}",
         f"eval.generation.n={SAMPLES}", f"eval.generation.temperature={temperature:g}", f"eval.num_prompts={prompts}",
-        f"eval.generation.max_new_tokens={MAX_NEW_TOKENS}", f"hydra.run.dir={out_dir.relative_to(ROOT)}",
+        f"eval.generation.max_new_tokens={MAX_NEW_TOKENS}", f"hydra.run.dir={shown(out_dir)}",
         "progress=false", "cpu_threads=1",
     ]
     return Job(command, out_dir)
@@ -103,7 +107,7 @@ def execute(job: Job) -> float:
     if code:
         tail = (job.out_dir / "stdout.log").read_text().splitlines()[-15:]
         raise RuntimeError(f"exit {code}: {shlex.join(job.command)}\n" + "\n".join(tail))
-    print(f"{time.time() - start:5.0f} s  {job.out_dir.relative_to(HERE)}", flush=True)
+    print(f"{time.time() - start:5.0f} s  {shown(job.out_dir)}", flush=True)
     return time.time() - start
 
 
@@ -116,7 +120,7 @@ def run_jobs(jobs: list[Job], parallel: int) -> float:
 
 
 def require_trained(jobs: list[Job]) -> None:
-    missing = [str(job.out_dir.relative_to(HERE)) for job in jobs if not finished(job)]
+    missing = [shown(job.out_dir) for job in jobs if not finished(job)]
     if missing:
         raise SystemExit("--skip-train, but these runs have not finished:\n  " + "\n  ".join(missing))
 
@@ -140,7 +144,7 @@ def eval_metrics(out_dir: Path) -> dict[str, float]:
 
 def sweep(args: argparse.Namespace, timing: dict[str, float]) -> tuple[dict, dict[str, float]]:
     """``({name: {lr: val/ce}}, {name: chosen lr})`` at ``--sweep-seed``."""
-    jobs = {(name, lr): train_job(name, lr, args.sweep_seed, args.steps) for name in args.objectives for lr in args.lrs}
+    jobs = {(name, lr): train_job(args, name, lr, args.sweep_seed) for name in args.objectives for lr in args.lrs}
     timing["sweep_train_s"] = train_all(list(jobs.values()), args)
     table = {name: {f"{lr:g}": val_ce(jobs[name, lr].out_dir) for lr in args.lrs} for name in args.objectives}
     chosen = {name: float(min(row, key=row.get)) for name, row in table.items()}
@@ -149,7 +153,7 @@ def sweep(args: argparse.Namespace, timing: dict[str, float]) -> tuple[dict, dic
 
 def final_runs(args: argparse.Namespace, chosen: dict[str, float], timing: dict[str, float]) -> dict:
     """Train every objective at its lr with every seed, sample at every temperature; ``{name: {seed: {...}}}``."""
-    runs = {(name, seed): train_job(name, chosen[name], seed, args.steps) for name in args.objectives
+    runs = {(name, seed): train_job(args, name, chosen[name], seed) for name in args.objectives
             for seed in args.seeds}
     timing["final_train_s"] = train_all(list(runs.values()), args)
     evals = {(key, t): eval_job(job.out_dir, args.prompts, t) for key, job in runs.items() for t in args.temps}
@@ -161,7 +165,7 @@ def final_runs(args: argparse.Namespace, chosen: dict[str, float], timing: dict[
 
 def example_commands(args: argparse.Namespace, chosen: dict[str, float]) -> list[str]:
     """The exact command of the first seed's run of each objective, and of one of its evaluations."""
-    jobs = [train_job(name, chosen[name], args.seeds[0], args.steps) for name in args.objectives]
+    jobs = [train_job(args, name, chosen[name], args.seeds[0]) for name in args.objectives]
     jobs.append(eval_job(jobs[0].out_dir, args.prompts, args.temps[0]))
     return [shlex.join(job.command) for job in jobs]
 
@@ -179,20 +183,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2, help="subprocesses at a time (one thread each)")
     parser.add_argument("--skip-train", action="store_true", help="train nothing: reuse the finished runs in runs/")
     parser.add_argument("--report-only", action="store_true", help="rewrite results.md and plots from metrics.json")
-    return parser.parse_args()
+    # smoke: CE (the report's reference) and convex (the one objective with a command of its own); the seed is the
+    # sweep's, so the final runs are the sweep's, reused (half the processes)
+    return parse_study_args(parser, HERE, steps=4, prompts=2, seeds=[42], lrs=[2e-3], temps=[1.0],
+                            objectives=["CE", "convex"])
 
 
 def main() -> None:
     args = parse_args()
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
+    out = args.out / "results"
+    out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         write_report(json.loads((out / "metrics.json").read_text()), out)
         return
     start, timing = time.time(), {}
     table, chosen = sweep(args, timing)
     results = final_runs(args, chosen, timing)
-    settings = {key: value for key, value in vars(args).items() if key not in ("skip_train", "report_only")}
+    settings = {key: value for key, value in vars(args).items() if key not in ("skip_train", "report_only", "out")}
     report = {
         "settings": {**settings, "model": MODEL, "samples": SAMPLES, "max_new_tokens": MAX_NEW_TOKENS},
         "sweep": table, "chosen_lr": chosen, "results": results,

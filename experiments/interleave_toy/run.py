@@ -1,6 +1,7 @@
 """ALRIGHT vs MAXRIGHT vs Mix vs sequential on the toy world, lam in {0.25, 0.5, 0.75}: trade-off plot and table.
 
     python experiments/interleave_toy/run.py [--steps 200] [--lams 0.25 0.5 0.75] [--threads 1]
+    python experiments/interleave_toy/run.py --smoke     # 8 steps, lam 0.5: the same sweeps under smoke/
 
 Everything trains through ``train.py`` with Hydra multirun, the *_toy experiments shortened by ``--steps``:
 
@@ -10,8 +11,9 @@ Everything trains through ``train.py`` with Hydra multirun, the *_toy experiment
 3. ``-m experiment=maxright_toy interleave.lam=... interleave.optima_path=results/optima.json``;
 4. ``src.eval.tradeoff`` over the sweep's run dirs: ``results/tradeoff.{png,md}`` and ``results/results.md``.
 
-Run dirs go to ``runs/`` (git-ignored). Every run has the same seed, model initialisation, data order per stream,
-optimizer, step count and validation grid; the runs differ only in ``interleave``.
+Run dirs go to ``runs/`` (git-ignored); with ``--out DIR``, runs and results go to ``DIR/runs``, ``DIR/results``.
+Every run has the same seed, model initialisation, data order per stream, optimizer, step count and validation grid;
+the runs differ only in ``interleave``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
+from experiments.smoke import parse_args  # noqa: E402
 from src.eval.tradeoff import load_run, markdown, plot, summarize  # noqa: E402
 from src.interleave.optima import write_optima  # noqa: E402
 
@@ -56,7 +59,8 @@ def describe(args: argparse.Namespace, optima: dict[str, float], minutes: float)
             f"(100 SFT examples, 100 pairs) at the last step; train_s is the time of the optimizer steps "
             f"(cost/train_seconds), {args.threads} thread(s) on a shared 2-core CPU: single runs under whatever "
             f"load the machine had, so the time columns are indicative only (experiments/bench_interleave.py "
-            f"measures cost with interleaved repeats). Whole sweep (14 runs): {minutes:.1f} min.\n\n")
+            f"measures cost with interleaved repeats). Whole sweep ({2 + 4 * len(args.lams)} runs): "
+            f"{minutes:.1f} min.\n\n")
 
 
 def main() -> None:
@@ -64,9 +68,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="optimizer steps of every run")
     parser.add_argument("--lams", nargs="+", default=["0.25", "0.5", "0.75"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each run")
-    args = parser.parse_args()
-    runs, results = HERE / "runs", HERE / "results"
-    results.mkdir(exist_ok=True)
+    args = parse_args(parser, HERE, steps=8, lams=["0.5"])
+    runs, results = args.out / "runs", args.out / "results"
+    results.mkdir(parents=True, exist_ok=True)
     lams = f"choice({','.join(args.lams)})"  # choice(): a sweep even for one value (see multirun)
     start = time.time()
 

@@ -2,6 +2,7 @@
 
     python experiments/objectives_toy/run.py                 # train all four, evaluate, write results/
     python experiments/objectives_toy/run.py --skip-train    # re-evaluate the runs already in runs/
+    python experiments/objectives_toy/run.py --smoke         # 4 steps, 2 prompts x 2 samples, under smoke/
 
 Each objective trains through ``train.py`` (its ``*_toy`` experiment, shrunk by ``--steps`` and the model overrides
 below, so the four runs differ only in ``module``), and exports a Hugging Face model. Each export is then scored on
@@ -10,7 +11,7 @@ held-out toy-world problems (no prompt or answer of them is in the training spli
 - ``ce`` / ``ppl``: token-mean CE of the reference responses (prompt masked), the held-out validation set;
 - ``acc_greedy``: final-answer accuracy of greedy decoding on ``--prompts`` prompts;
 - ``acc_sampled`` / ``pass@k``: accuracy of ``--samples`` samples at T=1 (mean, and any-of-k);
-- ``distinct_n``: distinct-1/2/3 of those samples, per prompt then averaged (``src.eval.diversity``).
+- ``distinct_n``: distinct-1/2/3 of those samples, per prompt then averaged (``src.eval.metrics.distinct``).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from transformers import AutoModelForCausalLM
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from src.eval.diversity import diversity  # noqa: E402
-from src.eval.generation import generate  # noqa: E402
+from experiments.smoke import parse_args  # noqa: E402
+from src.eval.engine.generation import generate  # noqa: E402
+from src.eval.metrics.distinct import diversity  # noqa: E402
 from src.losses.logprobs import token_logps  # noqa: E402
 from src.toyworld.tasks import answer_is_correct  # noqa: E402
 
@@ -154,7 +156,7 @@ def plot(results: dict[str, dict[str, float]], path: Path) -> None:
 def run_all(args: argparse.Namespace) -> dict[str, dict]:
     results = {}
     for name in args.objectives:
-        run_dir = HERE / "runs" / name
+        run_dir = args.out / "runs" / name
         seconds = float("nan") if args.skip_train else train(name, args.steps, run_dir)
         results[name] = {**evaluate(run_dir, args.prompts, args.samples), "train_s": seconds}
         print(name, {k: v for k, v in results[name].items() if k != "example"}, flush=True)
@@ -169,10 +171,10 @@ def main() -> None:
     parser.add_argument("--objectives", nargs="+", default=list(EXPERIMENTS), choices=list(EXPERIMENTS))
     parser.add_argument("--skip-train", action="store_true", help="evaluate the runs already in runs/")
     parser.add_argument("--report-only", action="store_true", help="rewrite results.md and the plot from metrics.json")
-    args = parser.parse_args()
+    args = parse_args(parser, HERE, steps=4, prompts=2, samples=2)
     torch.set_num_threads(1)  # see ONE_THREAD
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
+    out = args.out / "results"
+    out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         report = json.loads((out / "metrics.json").read_text())
     else:

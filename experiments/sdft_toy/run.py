@@ -4,6 +4,7 @@
     python experiments/sdft_toy/run.py --variant lr2e-4 --lr 2e-4    # the same at a smaller lr, results/lr2e-4/
     python experiments/sdft_toy/run.py --skip-train      # re-evaluate and re-report the runs already in runs/
     python experiments/sdft_toy/run.py --report-only     # rewrite results.md and the plot from metrics.json
+    python experiments/sdft_toy/run.py --smoke           # 4-step seed, 1 seed x 4 steps, 4 prompts, under smoke/
 
 Re-runnable: a run whose ``hf/`` export exists is not trained again, an evaluation whose ``metrics.json`` exists is
 not run again (``--reeval`` forces it). Everything goes through the project's own entry points:
@@ -25,19 +26,25 @@ import argparse
 import json
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import yaml
 from report import markdown, plot  # beside this file: the table and the figure
 
-from src.utils.machine import run_logged
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-RUNS = HERE / "runs"
+sys.path.insert(0, str(ROOT))  # run as a script: the project root is not on sys.path
+
+from experiments.smoke import parse_args, shown  # noqa: E402
+from src.utils.machine import run_logged  # noqa: E402
+
 ORIGINAL = "[add,sub,reverse,length]"
 METHODS = {"SFT": "sft_toy", "SDFT": "sdft_toy"}
+# What the experiments read from ${paths.root_dir}, named here (relative to the commands' working directory, the
+# project root) so that the study runs whatever PROJECT_ROOT says.
+NARROW = shown(ROOT / "examples" / "toy_narrow.json")
 # The step-style golds are 46 tokens + EOS; 64 leaves room so that no answer is cut by the eval's 48-token default.
 EVALS = {
     "original": ["eval=toy", f"eval.tasks.toyworld.kinds={ORIGINAL}", "eval.tasks.toyworld.num_prompts=200",
@@ -57,44 +64,49 @@ def call(script: str, overrides: list[str], log: Path) -> float:
     return run_logged(script, overrides, log, ROOT)
 
 
-def train_run(run_dir: Path, overrides: list[str], skip: bool) -> float:
+def train_run(run_dir: Path, overrides: list[str], args: argparse.Namespace) -> float:
     """Train into ``run_dir`` unless its ``hf/`` export exists; returns its recorded training seconds."""
-    wall = run_dir / "wall.json"
+    wall, runs = run_dir / "wall.json", args.out / "runs"
     if not (run_dir / "hf" / "config.json").is_file():
-        if skip:
+        if args.skip_train:
             raise FileNotFoundError(f"--skip-train: {run_dir} has no hf/ export")
-        seconds = call("train.py", [*overrides, f"hydra.run.dir={run_dir}", "cpu_threads=1"], RUNS / "logs" /
-                       f"{run_dir.relative_to(RUNS).as_posix().replace('/', '-')}.log")
+        seconds = call("train.py", [*overrides, f"hydra.run.dir={run_dir}", "cpu_threads=1"], runs / "logs" /
+                       f"{run_dir.relative_to(runs).as_posix().replace('/', '-')}.log")
         wall.write_text(json.dumps({"train_s": seconds}))
     return json.loads(wall.read_text())["train_s"] if wall.is_file() else float("nan")
 
 
-def seed_overrides(kinds: str) -> list[str]:
+def seed_overrides(kinds: str, steps: int | None) -> list[str]:
     """``all``: every kind; ``original``: no multiplication; ``rare-mul``: multiplication 1 draw in 121
     (``make_problems`` draws a kind uniformly from the list, so repeating the others weights them)."""
     listed = {"all": None, "original": ORIGINAL,
               "rare-mul": "[" + ",".join(["add,sub,reverse,length"] * RARE_MUL_WEIGHT + ["mul"]) + "]"}[kinds]
-    return ["experiment=quickstart"] + ([f"data.kinds={listed}"] if listed else [])
+    shortened = [f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}"] if steps else []
+    return ["experiment=quickstart"] + ([f"data.kinds={listed}"] if listed else []) + shortened
 
 
-def finetune_overrides(method: str, seed: int, steps: int, lr: float | None, seed_hf: Path) -> list[str]:
+def finetune_overrides(method: str, seed: int, args: argparse.Namespace, seed_hf: Path) -> list[str]:
     """The experiment already sets model=pretrained (float32), the toy tokenizer, and its lr (unless ``lr``)."""
     overrides = [f"experiment={METHODS[method]}", "model=pretrained", f"model.name_or_path={seed_hf}", f"seed={seed}",
-                 f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}"]
-    overrides += [f"module.optimizer.lr={lr}"] if lr is not None else []
-    if method == "SDFT":
-        overrides += [f"distill.cache_dir={RUNS / 'cache'}", f"distill.generation.seed={seed}"]
+                 f"trainer.max_steps={args.steps}", f"trainer.val_check_interval={args.steps}"]
+    overrides += [f"module.optimizer.lr={args.lr}"] if args.lr is not None else []
+    if method == "SDFT":  # sdft_toy trains on its distill.path's rewrites
+        overrides += [f"distill.path={NARROW}", f"distill.cache_dir={args.out / 'runs' / 'cache'}",
+                      f"distill.generation.seed={seed}"]
+    else:
+        overrides.append(f"data.path={NARROW}")
     return overrides
 
 
-def evaluate(run_dir: Path, force: bool) -> dict[str, float]:
+def evaluate(run_dir: Path, args: argparse.Namespace) -> dict[str, float]:
     """Both evaluations of ``run_dir`` (each cached in ``run_dir/eval/<name>/``), as one flat dict."""
     out = {"eval_s": 0.0}
+    limit = [f"limit={args.eval_limit}"] if args.eval_limit else []
     for name, overrides in EVALS.items():
         eval_dir = run_dir / "eval" / name
-        if force or not (eval_dir / "metrics.json").is_file():
-            out["eval_s"] += call("eval.py", [*overrides, f"model_path={run_dir}", f"hydra.run.dir={eval_dir}",
-                                                  "cpu_threads=1", "progress=false"], eval_dir / "evaluate.log")
+        if args.reeval or not (eval_dir / "metrics.json").is_file():
+            out["eval_s"] += call("eval.py", [*overrides, *limit, f"model_path={run_dir}", f"hydra.run.dir={eval_dir}",
+                                              "cpu_threads=1", "progress=false"], eval_dir / "evaluate.log")
         metrics = json.loads((eval_dir / "metrics.json").read_text())
         out[f"{name}_acc"] = metrics["toyworld/accuracy"]
         out[f"ppl_{'all' if name == 'original' else 'original'}"] = metrics["ppl/ppl"]
@@ -114,28 +126,31 @@ def replaced_fraction(run_dir: Path) -> float | None:
 
 
 def run_study(args: argparse.Namespace) -> dict:
-    seed_dir = RUNS / f"seed-{args.seed_kinds}"
-    runs = {"seed": {**evaluate_after(seed_dir, seed_overrides(args.seed_kinds), args), "method": "seed"}}
+    root = args.out / "runs"
+    seed_dir = root / f"seed-{args.seed_kinds}"
+    runs = {"seed": {**evaluate_after(seed_dir, seed_overrides(args.seed_kinds, args.seed_steps), args),
+                     "method": "seed"}}
     for method in METHODS:
         for seed in args.seeds:
-            run_dir = RUNS / args.variant / f"{method.lower()}-s{seed}"
-            overrides = finetune_overrides(method, seed, args.steps, args.lr, seed_dir / "hf")
+            run_dir = root / args.variant / f"{method.lower()}-s{seed}"
+            overrides = finetune_overrides(method, seed, args, seed_dir / "hf")
             runs[run_dir.name] = {**evaluate_after(run_dir, overrides, args), "method": method, "seed": seed,
                                   "replaced_fraction": replaced_fraction(run_dir)}
             print(run_dir.name, runs[run_dir.name], flush=True)
     for kinds in ("all", "original"):  # the seeds that were measured and not used (see RARE_MUL_WEIGHT)
-        probe = RUNS / f"seed-{kinds}"
+        probe = root / f"seed-{kinds}"
         if kinds != args.seed_kinds and (probe / "hf").is_dir():
-            runs[probe.name] = {**evaluate_after(probe, seed_overrides(kinds), args), "method": "probe"}
+            runs[probe.name] = {**evaluate_after(probe, seed_overrides(kinds, args.seed_steps), args),
+                                "method": "probe"}
     return runs
 
 
 def evaluate_after(run_dir: Path, overrides: list[str], args: argparse.Namespace) -> dict:
-    train_s = train_run(run_dir, overrides, args.skip_train)
+    train_s = train_run(run_dir, overrides, args)
     config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     return {"train_s": train_s, "lr": config["module"]["optimizer"]["lr"], "steps": config["trainer"]["max_steps"],
-            **evaluate(run_dir, args.reeval), "command": "python train.py " + " ".join(
-        [*overrides, f"hydra.run.dir={run_dir.relative_to(ROOT)}", "cpu_threads=1"])}
+            **evaluate(run_dir, args), "command": "python train.py " + " ".join(
+        [*overrides, f"hydra.run.dir={shown(run_dir)}", "cpu_threads=1"])}
 
 
 def summarise(runs: dict) -> dict[str, dict[str, tuple[float, float]]]:
@@ -163,18 +178,21 @@ def main() -> None:
                         help="the seed's training kinds: mul 1 in 121 draws, every kind, or all but mul")
     parser.add_argument("--variant", default="", help="a name for a non-default --steps/--lr: its runs go to "
                         "runs/<variant>/ and its report to results/<variant>/ (the seed model is shared)")
+    parser.add_argument("--seed-steps", type=int, help="the seed model's steps (default: quickstart's); an existing "
+                        "seed in runs/ is reused whatever its steps")
+    parser.add_argument("--eval-limit", type=int, help="at most this many prompts per evaluation (eval.py limit=)")
     parser.add_argument("--skip-train", action="store_true", help="evaluate the runs already in runs/, train none")
     parser.add_argument("--reeval", action="store_true", help="re-run evaluations that already have metrics.json")
     parser.add_argument("--report-only", action="store_true", help="rewrite results.md and the plot from metrics.json")
-    args = parser.parse_args()
-    out = HERE / "results" / args.variant
+    args = parse_args(parser, HERE, seeds=[1], steps=4, seed_steps=4, eval_limit=4)
+    out = args.out / "results" / args.variant
     out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         report = json.loads((out / "metrics.json").read_text())
     else:
         start = time.time()
         runs = run_study(args)
-        skip = ("skip_train", "reeval", "report_only")
+        skip = ("skip_train", "reeval", "report_only", "out")
         settings = {k: v for k, v in vars(args).items() if k not in skip}
         report = {"settings": {**settings, "wall_min": (time.time() - start) / 60}, "runs": runs}
         report["summary"] = summarise(runs)
