@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from src.datamodules.toy.splits import ToyWorldSplits
 from src.datamodules.wikitext import WikiTextDataModule
-from src.toyworld.tasks import make_corpus, make_problems
+from src.toyworld.tasks import make_corpus
 
 
-class ToyWorldCorpusDataModule(WikiTextDataModule):
+class ToyWorldCorpusDataModule(ToyWorldSplits, WikiTextDataModule):
     """``src.toyworld.tasks.make_corpus`` documents (train / held-out problems), one per row, EOS after each.
 
     A document reads ``"{prompt} {response}"``, so ``problems`` and ``prompt_text`` let the toy-world
@@ -21,16 +22,8 @@ class ToyWorldCorpusDataModule(WikiTextDataModule):
         super().__init__(path="toyworld", name=None, block_size=block_size, **kwargs)
         self.num_train, self.num_val = num_train, num_val
 
-    def size(self, split: str) -> int:
-        n, limit = (self.num_train, self.limit) if split == "train" else (self.num_val, self.val_limit)
-        return min(n, limit or n)
-
-    def problems(self, split: str) -> list:
-        return make_problems(self.size(split), "train" if split == "train" else "test", self.seed)
-
     def prompt_text(self, prompt: str) -> str:
         return prompt  # the model continues with " <response>" and stops at the EOS that ends every document
 
     def load_split(self, split: str) -> list[dict[str, str]]:
-        which = "train" if split == "train" else "test"
-        return [{"text": doc} for doc in make_corpus(self.size(split), which, self.seed)]
+        return [{"text": doc} for doc in make_corpus(*self.split_size(split), self.seed)]

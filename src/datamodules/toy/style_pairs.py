@@ -31,4 +31,4 @@ class ToyWorldStylePreferenceDataModule(ToyWorldPreferenceDataModule):
     """``ToyWorldPreferenceDataModule`` with style pairs (:func:`make_style_preferences`) instead of correctness."""
 
     def load_split(self, split: str) -> list[dict[str, str]]:
-        return make_style_preferences(*self._size(split), self.seed, self.kinds)
+        return make_style_preferences(*self.split_size(split), self.seed, self.kinds)
