@@ -41,6 +41,7 @@ from report import write_report  # noqa: E402
 
 from experiments.smoke import parse_args as parse_study_args  # noqa: E402
 from experiments.smoke import shown  # noqa: E402
+from src.eval.reports.archive import archive_all  # noqa: E402
 
 OBJECTIVES = {
     "CE": ["experiment=quickstart"],
@@ -208,6 +209,7 @@ def main() -> None:
         "timing": {**timing, "wall_min": (time.time() - start) / 60, "skip_train": args.skip_train},
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    archive_all(args.out / "runs", out / "samples")  # every evaluation's samples, small enough to commit
     write_report(report, out)
 
 

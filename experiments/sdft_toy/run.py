@@ -38,6 +38,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the project root is not on sys.path
 
 from experiments.smoke import parse_args, shown  # noqa: E402
+from src.eval.reports.archive import archive_all  # noqa: E402
 from src.utils.machine import run_logged  # noqa: E402
 
 ORIGINAL = "[add,sub,reverse,length]"
@@ -197,6 +198,7 @@ def main() -> None:
         report = {"settings": {**settings, "wall_min": (time.time() - start) / 60}, "runs": runs}
         report["summary"] = summarise(runs)
         (out / "metrics.json").write_text(json.dumps(report, indent=2))
+        archive_all(args.out / "runs", out / "samples")  # every evaluation's samples, small enough to commit
     reading = out / "reading.md"  # the written interpretation, kept apart so that a re-run does not erase it
     (out / "results.md").write_text(markdown(report, reading.read_text() if reading.is_file() else ""))
     plot(report, out / "forgetting.png")

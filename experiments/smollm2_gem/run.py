@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # run as a script: the project root is not on sys.path
 
 from experiments.smoke import Study, parse_args  # noqa: E402
+from src.eval.reports.archive import archive_all  # noqa: E402
 
 
 class Sizes(NamedTuple):
@@ -130,6 +131,7 @@ def main() -> None:
                    **{k: v for t in every for k, v in read(runs / f"eval_{t}_{m}").items()}} for m in models}
     (study.results / "metrics.json").write_text(json.dumps({"metrics": metrics, "seconds": timing,
                                                             "sizes": study.sizes._asdict()}, indent=2))
+    archive_all(runs, study.results / "samples")  # every evaluation's samples, small enough to commit
     plot(metrics, study.sizes, study.results / "diversity.png")
     print(table(metrics, study.sizes))
 

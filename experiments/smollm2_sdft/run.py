@@ -32,6 +32,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the project root is not on sys.path
 
 from experiments.smoke import Study, parse_args  # noqa: E402
+from src.eval.reports.archive import archive_all  # noqa: E402
 from src.utils.machine import run_logged  # noqa: E402
 
 
@@ -191,6 +192,7 @@ def main() -> None:
         metrics = run_study(study)
         metrics["study_wall_s"] = time.time() - start
         metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
+        archive_all(study.runs, study.results / "samples")  # every evaluation's samples, small enough to commit
     metrics = json.loads(metrics_file.read_text())
     plot(metrics, study.results / "forgetting.png")
     print(table(metrics))

@@ -30,6 +30,8 @@ REPORTS = {
     "smollm2_gem": ["metrics.json", "diversity.png"],
     "smollm2_sdft": ["metrics.json", "forgetting.png"],
 }
+# The studies that evaluate through eval.py: their samples are archived under results/samples/ (gzipped, to commit).
+ARCHIVED = {"diversity_toy", "sdft_toy", "smollm2_gem", "smollm2_sdft"}
 TIMEOUT_S = 400
 
 
@@ -53,6 +55,8 @@ def test_study_smoke(study, tmp_path):
     written = sorted(path.name for path in results.iterdir() if path.is_file()) if results.is_dir() else []
     assert set(REPORTS.get(study, [])) <= set(written) and written, f"{study} wrote {written} under {results}"
     assert all((results / name).stat().st_size > 0 for name in written), f"an empty report file in {results}"
+    if study in ARCHIVED:
+        assert list((results / "samples").rglob("samples.jsonl.gz")), f"{study} archived no evaluation samples"
     assert snapshot(ROOT / "experiments" / study) == before, f"--smoke wrote into experiments/{study}/"
 
 

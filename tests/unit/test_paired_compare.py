@@ -149,3 +149,19 @@ def test_an_archived_evaluation_rescores_the_same(tmp_path):
     assert f"{TASK}/accuracy" in paired_table(tmp_path / "out_archived")
     with pytest.raises(FileNotFoundError, match="no samples.jsonl"):
         archive_eval(tmp_path / "archive", tmp_path / "nowhere")
+
+
+def test_a_studys_evaluations_are_archived_in_place(tmp_path):
+    from src.eval.reports.archive import archive_all
+
+    write_run(tmp_path / "runs" / "base" / "eval_gsm8k", BASE)
+    run = tmp_path / "runs" / "gem"  # a training run whose final evaluation is <run>/eval/
+    write_run(run / "tmp", GEM, model="gem")
+    (run / "eval").mkdir()
+    (run / "tmp" / "samples.jsonl").rename(run / "eval" / "samples.jsonl")
+    (run / "tmp" / "metrics.json").rename(run / "metrics.json")
+    (run / "tmp" / ".hydra").rename(run / ".hydra")
+    archived = archive_all(tmp_path / "runs", tmp_path / "samples")
+    assert archived == [tmp_path / "samples" / "base" / "eval_gsm8k", tmp_path / "samples" / "gem"]
+    assert (tmp_path / "samples" / "gem" / "eval" / "samples.jsonl.gz").is_file()
+    assert (tmp_path / "samples" / "gem" / "metrics.json").read_text() == (run / "metrics.json").read_text()

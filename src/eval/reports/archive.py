@@ -2,6 +2,8 @@
 
     python -m src.eval.reports.archive <eval or run dir> <dest>
 
+A study calls :func:`archive_all` on its runs folder, so its committed ``results/samples/`` re-score every number.
+
 ``dest`` gets ``metrics.json``, ``.hydra/config.yaml`` (what the re-scoring reads: the task settings, the model, the
 seed) and ``samples.jsonl.gz``, so ``python -m src.eval.compare <dest> ...`` recomputes every per-prompt metric and
 its paired interval without generating again (``per_prompt.py`` reads the gzipped file as the plain one). A
@@ -38,6 +40,18 @@ def archive_eval(source: Path, dest: Path) -> Path:
     data = gzip.decompress(samples.read_bytes()) if samples.suffix == ".gz" else samples.read_bytes()
     target.write_bytes(gzip.compress(data, compresslevel=9, mtime=0))
     return dest
+
+
+def archive_all(runs: Path, dest: Path) -> list[Path]:
+    """Archive every evaluation under ``runs`` (each folder holding ``samples.jsonl``, or a run with
+    ``eval/samples.jsonl``) to the same relative place under ``dest``: a study's samples, ready to commit."""
+    runs, archived = Path(runs), []
+    for samples in sorted(runs.rglob("samples.jsonl")):
+        source = samples.parent
+        if not (source / ".hydra" / "config.yaml").is_file() and source.name == "eval":
+            source = source.parent  # a training run's final evaluation: its numbers are the run's
+        archived.append(archive_eval(source, Path(dest) / source.relative_to(runs)))
+    return archived
 
 
 def main(argv: list[str] | None = None) -> None:
