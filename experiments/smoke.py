@@ -108,3 +108,17 @@ def write_data(folder: Path, n: int = STAND_IN_ROWS) -> Path:
     poems = [f"Write a poem titled 'The {word}' with no more than 50 words." for word in ("Sea", "Moon", "Fox", "Oak")]
     pd.DataFrame({"instruction": poems}).to_parquet(folder / "poem_prompts.parquet")
     return folder
+
+
+def paired_comparison(groups: dict[str, list[Path]], baseline: str, out_dir: Path) -> Path:
+    """``python -m src.eval.compare`` on the groups' evaluation directories (a group: one method's seeds), each
+    compared with ``baseline`` by paired bootstrap over prompts and seeds; returns the ``comparison.md`` it wrote."""
+    import subprocess
+    import sys
+
+    dirs = [str(d) for runs in groups.values() for d in runs]
+    flags = [f"--group={name}=" + ",".join(map(str, runs)) for name, runs in groups.items()]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "src.eval.compare", *dirs, *flags, f"--baseline={baseline}",
+                    f"--out-dir={out_dir}"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return out_dir / "comparison.md"

@@ -1,169 +1,210 @@
-"""GEM vs CE on SmolLM2-135M-Instruct (LoRA r8 q,v) on 2k Alpaca rows, on a shared 1-thread CPU.
+"""GEM vs CE on SmolLM2-135M-Instruct: does GEM keep the pretrained model's diversity at the same pass@1?
 
-    OMP_NUM_THREADS=1 python experiments/smollm2_gem/run.py
-    python experiments/smollm2_gem/run.py --smoke     # tiny stand-ins, 2 steps, 2 prompts, under smoke/ (CI)
+    python experiments/smollm2_gem/run.py                # every phase (reused when finished), then the report
+    python experiments/smollm2_gem/run.py --report-only  # the report again from runs/ (no training, no generation)
+    python experiments/smollm2_gem/run.py --smoke        # tiny stand-ins, 2 steps, under smoke/ (CI)
 
-Trains CE and GEM (beta 0.7) with the same steps, lr, seed and data order, then evaluates the seed model and both
-runs on GSM8K (greedy, and 4 samples for pass@k / maj@k) and poem-prompt diversity (the ``eval=gem`` suite, one task
-per phase), and on validation perplexity
-(``eval=ppl``, the seed-42 held-out rows). The training runs' own ``val/ppl`` is kept beside it as a cross-check
-(step 0 = the seed model: LoRA's B starts at zero).
-A phase whose run directory already has ``metrics.json`` is reused. Writes results/metrics.json and diversity.png;
-results/results.md is written by hand from them. ``--smoke`` runs the same phases on a tiny random Llama and stand-in
-data (``experiments/smoke.py``) at SMOKE's sizes, writing runs/ and results/ under ``--out``.
+The claim (Li et al., GEM): fine-tuning with GEM instead of CE keeps more of the model's output diversity, which pays
+off when answers are sampled (pass@k, majority voting). The fine-tuning data is a narrow task with one terse answer
+style (toy-world addition, subtraction and multiplication with golds like "21 - 17 = 4. The answer is 4.",
+``experiments/arithmetic.py``), where CE can collapse the model's many ways of answering into one. Every phase is a
+real entry-point run, one thread each, reused when finished:
+
+1. ``train.py experiment=sft_smollm2`` for CE, GEM with the paper's ``h=logsigmoid`` (beta 0.7) and GEM with
+   ``h=linear`` beside it: the same steps, data order and constant lr schedule. The lr of each objective is tuned on
+   its final ``val/ce`` (held-out training-format rows) over LRS with the first seed; the other seeds train at it.
+2. ``eval.py eval=gsm8k`` on held-out problems (the toy world's test split) with n samples per problem at each of
+   TEMPERATURES (top_k 50, top_p 0.9, GEM's voting settings), for the seed model and every tuned run: pass@1
+   (= sampled accuracy), pass@k, maj@k, and self-BLEU and distinct-n among each problem's samples.
+3. The report: the seed model first; every objective's mean over seeds; each GEM against CE with paired bootstrap
+   intervals over problems and seeds at each temperature (``python -m src.eval.compare``); and each diversity metric
+   read at the same pass@1 on the curves that the temperatures trace (``src.eval.matched``).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import subprocess
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
 
-ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the project root is not on sys.path
 
-from experiments.smoke import Study, parse_args  # noqa: E402
+from experiments.arithmetic import arithmetic_rows, check_disjoint, write_rows  # noqa: E402
+from experiments.smoke import Study, paired_comparison, parse_args, shown  # noqa: E402
+from src.eval.matched import INTERPOLATION, compare_curves  # noqa: E402
 from src.eval.reports.archive import archive_all  # noqa: E402
+from src.utils.machine import run_logged  # noqa: E402
 
 
 class Sizes(NamedTuple):
+    train_per_kind: int  # training problems per kind (add, sub, mul), from the toy world's train split
+    test_per_kind: int  # held-out problems per kind
+    val_rows: int  # of the training file: the lr is tuned on their val/ce
     steps: int
-    val_rows: int
-    div_prompts: int
-    div_n: int
-    div_tokens: int
-    gsm_prompts: int
-    gsm_tokens: int
-    vote_n: int  # GSM8K samples per question for maj@k / pass@k
+    lrs: tuple[float, ...]
+    seeds: tuple[int, ...]  # the first also tunes the lr
+    temperatures: tuple[float, ...]
+    n: int  # samples per problem
+    max_new_tokens: int
 
 
-# steps sized to ~7 min per training at ~11 s/step (1 shared thread)
-FULL = Sizes(steps=30, val_rows=80, div_prompts=50, div_n=8, div_tokens=64, gsm_prompts=100, gsm_tokens=160, vote_n=4)
-SMOKE = Sizes(steps=2, val_rows=4, div_prompts=2, div_n=2, div_tokens=8, gsm_prompts=2, gsm_tokens=8, vote_n=2)
-LR, VOTE_T = 2e-4, 0.6  # VOTE_T: GEM's voting script (T 0.6, top_k 50)
-DIVERSITY = ["distinct_1", "distinct_2", "distinct_3", "distinct_4", "self_bleu", "embedding_diversity"]
+FULL = Sizes(train_per_kind=32, test_per_kind=10, val_rows=12, steps=40, lrs=(1e-4, 3e-4, 1e-3), seeds=(1, 2),
+             temperatures=(0.6, 1.0, 1.3), n=8, max_new_tokens=128)
+SMOKE = Sizes(train_per_kind=4, test_per_kind=1, val_rows=2, steps=2, lrs=(1e-3,), seeds=(1,), temperatures=(1.0,),
+              n=2, max_new_tokens=8)
+OBJECTIVES = {"ce": ["module=ce"],
+              "gem_logsigmoid": ["module=gem", "module.beta=0.7", "module.h=logsigmoid"],
+              "gem_linear": ["module=gem", "module.beta=0.7", "module.h=linear"]}
+COLUMNS = ("accuracy", "pass@{n}", "maj@{n}", "self_bleu", "distinct_2", "mean_new_tokens")
+DIVERSITY = ("self_bleu", "distinct_2")  # self-BLEU: lower is more diverse
 
-# lr after module=: the module option would otherwise bring AdamW's 2e-5 back. GEM skips the step-0 validation,
-# which is the same seed model as CE's.
-OBJECTIVES = {"ce": ["module=ce", f"module.optimizer.lr={LR}"],
-              "gem": ["module=gem", "module.beta=0.7", f"module.optimizer.lr={LR}", "validate_before_fit=false"]}
+
+def files(study: Study) -> dict[str, Path]:
+    data = study.runs / "data"
+    return {"train": data / "arithmetic_train.json", "test": data / "arithmetic_test.json"}
 
 
-def train_args(study: Study) -> list[str]:
+def write_data(study: Study) -> None:
+    s, f = study.sizes, files(study)
+    write_rows(f["train"], arithmetic_rows(s.train_per_kind, "train"))
+    write_rows(f["test"], arithmetic_rows(s.test_per_kind, "test"))
+    check_disjoint(f["train"], f["test"])  # raises if an evaluation problem is a training problem
+
+
+def train(study: Study, objective: str, lr: float, seed: int, walls: dict) -> Path:
     s = study.sizes
-    return ["train.py", "experiment=sft_smollm2", f"data.path={study.inputs.data}/alpaca_2k.json",
-            f"data.val_limit={s.val_rows}", f"trainer.max_steps={s.steps}", *study.inputs.model]
+    run = study.runs / f"{objective}_lr{lr:g}_s{seed}"
+    if not (run / "hf" / "config.json").is_file():
+        # the lr after module=: the module option would otherwise bring its own default back
+        overrides = ["experiment=sft_smollm2", f"data.path={files(study)['train']}", "data.instruction_field=question",
+                     "data.response_field=answer", "data.max_length=384", f"data.val_size={s.val_rows}",
+                     *OBJECTIVES[objective], f"module.optimizer.lr={lr}", "module/scheduler=constant",
+                     f"trainer.max_steps={s.steps}", f"trainer.val_check_interval={s.steps}", f"seed={seed}",
+                     "cpu_threads=1", "ckpt_path=auto", f"hydra.run.dir={run}", *study.inputs.model]
+        walls[f"train_{run.name}"] = run_logged("train.py", overrides, study.runs / "logs" / f"{run.name}.log", ROOT)
+        shutil.rmtree(run / "checkpoints")  # 1 GB; the run is finished and hf/ is what the evaluations load
+    return run
 
 
-def tasks(study: Study) -> dict[str, list[str]]:
-    """One eval.py call per task (the others dropped from the eval=gem suite), so each finished task is kept as a
-    phase of its own: a study stopped half-way resumes at the next unfinished task."""
-    s, data = study.sizes, study.inputs.data
-    return {
-        "gsm8k": [f"eval.tasks.gsm8k.path={data}/gsm8k_test.json", f"eval.tasks.gsm8k.limit={s.gsm_prompts}",
-                  f"eval.tasks.gsm8k.generation.max_new_tokens={s.gsm_tokens}"],
-        "diversity": [f"eval.tasks.diversity.path={data}/poem_prompts.parquet",
-                      f"eval.tasks.diversity.limit={s.div_prompts}", f"eval.tasks.diversity.generation.n={s.div_n}",
-                      f"eval.tasks.diversity.generation.max_new_tokens={s.div_tokens}"],
-        "gsm8k_voting": [f"eval.tasks.gsm8k_voting.path={data}/gsm8k_test.json",
-                         f"eval.tasks.gsm8k_voting.limit={s.gsm_prompts}",
-                         f"eval.tasks.gsm8k_voting.generation.n={s.vote_n}",
-                         f"eval.tasks.gsm8k_voting.generation.temperature={VOTE_T}",
-                         f"eval.tasks.gsm8k_voting.generation.max_new_tokens={s.gsm_tokens}"],
-    }
+def final_val_ce(run: Path) -> float:
+    return json.loads((run / "metrics.json").read_text())["val/ce"]
 
 
-def eval_args(task: str, every: dict[str, list[str]]) -> list[str]:
-    return ["eval.py", "eval=gem", "cpu_threads=1", *(f"eval.tasks.{t}=null" for t in every if t != task),
-            *every[task]]
+def evaluate(study: Study, name: str, model: Path, temperature: float, walls: dict) -> Path:
+    s, out = study.sizes, study.runs / "eval" / f"{name}_T{temperature:g}"
+    if not (out / "metrics.json").is_file():
+        overrides = ["eval=gsm8k", "eval.name=arithmetic", f"eval.path={files(study)['test']}", "eval.template=chat",
+                     "eval.diversity=true", f"eval.generation.n={s.n}", f"eval.generation.temperature={temperature}",
+                     "eval.generation.top_k=50", "eval.generation.top_p=0.9",
+                     f"eval.generation.max_new_tokens={s.max_new_tokens}", f"model_path={model}", "cpu_threads=1",
+                     "progress=false", f"hydra.run.dir={out}"]
+        walls[f"eval_{out.name}"] = run_logged("eval.py", overrides, out / "evaluate.log", ROOT)
+    return out
 
 
-def ppl_args(study: Study) -> list[str]:
-    """The held-out rows of the training runs (evaluate.yaml's seed 42 = train.yaml's), first val_rows of them."""
-    return ["eval.py", "eval=ppl", "data@eval.data=alpaca", f"eval.data.path={study.inputs.data}/alpaca_2k.json",
-            "cpu_threads=1", "eval.data.template=chat", "eval.data.max_length=256",
-            f"eval.data.val_limit={study.sizes.val_rows}"]
+def run_study(study: Study) -> dict:
+    """Train (tuning first), then evaluate; returns ``{"walls", "tuning", "models"}`` (models: name -> path)."""
+    s, walls = study.sizes, {}
+    write_data(study)
+    tuning = {obj: {lr: final_val_ce(train(study, obj, lr, s.seeds[0], walls)) for lr in s.lrs} for obj in OBJECTIVES}
+    models = {"seed": study.inputs.seed_model}
+    for obj, by_lr in tuning.items():
+        best = min(by_lr, key=by_lr.get)
+        for seed in s.seeds:
+            models[f"{obj}_s{seed}"] = train(study, obj, best, seed, walls)
+    for temperature in s.temperatures:  # every model at one temperature before the next
+        for name, model in models.items():
+            evaluate(study, name, model, temperature, walls)
+    return {"walls": walls, "tuning": tuning, "models": {k: str(v) for k, v in models.items()}}
 
 
-def phase(runs: Path, name: str, args: list[str]) -> float:
-    """Run one train/evaluate call into runs/<name> unless it finished before; its wall seconds (as first run)."""
-    out, seconds = runs / name, runs / f"{name}.seconds"
-    if (out / "metrics.json").exists():
-        return float(seconds.read_text()) if seconds.exists() else float("nan")
-    start = time.time()
-    cmd = [sys.executable, *args, f"hydra.run.dir={out}"]
-    print(" ".join(cmd[1:]), flush=True)
-    with open(runs / f"{name}.log", "w") as log:
-        subprocess.run(cmd, cwd=ROOT, check=True, stdout=log, stderr=subprocess.STDOUT)
-    seconds.write_text(f"{time.time() - start:.0f}")
-    return time.time() - start
+# ---- the report: everything below reads runs/ only ----
+
+def key(column: str, n: int) -> str:
+    return "arithmetic/" + column.format(n=n)
 
 
-def read(run_dir: Path) -> dict[str, float]:
-    return json.loads((run_dir / "metrics.json").read_text())
+def report(study: Study, state: dict) -> dict:
+    s = study.sizes
+    names = {"seed": ["seed"], **{obj: [f"{obj}_s{sd}" for sd in s.seeds] for obj in OBJECTIVES}}
+    cols = [key(c, s.n) for c in COLUMNS]
+    means: dict[str, dict[str, dict[str, float]]] = {}  # method -> T -> column -> mean over seeds
+    for method, runs in names.items():
+        means[method] = {}
+        for t in s.temperatures:
+            found = [json.loads((study.runs / "eval" / f"{r}_T{t:g}" / "metrics.json").read_text()) for r in runs]
+            means[method][f"{t:g}"] = {c: sum(m[c] for m in found) / len(found) for c in cols}
+    matched = {}
+    for obj in ("gem_logsigmoid", "gem_linear"):
+        for y in (*DIVERSITY, key("pass@{n}", s.n), key("maj@{n}", s.n)):
+            curve = {m: [(means[m][f"{t:g}"][key("accuracy", s.n)], means[m][f"{t:g}"][y if "/" in y else key(y, s.n)])
+                         for t in s.temperatures] for m in ("ce", obj)}
+            matched[f"{obj}/{y.split('/')[-1]}"] = compare_curves(curve["ce"], curve[obj], ties="mean").__dict__
+    for t in s.temperatures:  # comparison.md per temperature: each method against CE, paired over problems and seeds
+        paired_comparison({m: [study.runs / "eval" / f"{r}_T{t:g}" for r in runs] for m, runs in names.items()}, "ce",
+                          study.results / f"T{t:g}")
+    return {"sizes": s._asdict(), "objectives": OBJECTIVES, "tuning": state["tuning"],
+            "lr": {obj: min(by, key=by.get) for obj, by in state["tuning"].items()}, "means": means,
+            "matched_at_pass@1": matched, "interpolation": INTERPOLATION, "walls": state["walls"]}
 
 
-def val_ppl(run_dir: Path) -> tuple[float, float]:
-    """(first, last) val/ppl of a training run: step 0 is the seed model."""
-    with open(run_dir / "csv" / "metrics.csv") as f:
-        ppl = [float(r["val/ppl"]) for r in csv.DictReader(f) if r["val/ppl"]]
-    return ppl[0], ppl[-1]
+def table(metrics: dict) -> str:
+    s = metrics["sizes"]
+    heads = [c.format(n=s["n"]) for c in COLUMNS]
+    lines = ["| model | lr | T | " + " | ".join(heads) + " |", "|---" * (len(heads) + 3) + "|"]
+    for method, by_t in metrics["means"].items():
+        lr = f"{float(metrics['lr'][method]):g}" if method in metrics["lr"] else "-"
+        for t, row in by_t.items():
+            lines.append(f"| {method} | {lr} | {t} | " + " | ".join(f"{row[key(c, s['n'])]:.3f}" for c in COLUMNS)
+                         + " |")
+    return "\n".join(lines)
+
+
+def plot(metrics: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = metrics["sizes"]["n"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, y in zip(axes, DIVERSITY):
+        for method, by_t in metrics["means"].items():
+            pts = [(row[key("accuracy", n)], row[key(y, n)]) for row in by_t.values()]
+            ax.plot(*zip(*pts), "o-", label=method)
+            for t, (px, py) in zip(by_t, pts):
+                ax.annotate(f"T{t}", (px, py), fontsize=7)
+        ax.set_xlabel("pass@1 (sampled accuracy)")
+        ax.set_ylabel(y + (" (lower = more diverse)" if y == "self_bleu" else ""))
+    fig.suptitle(f"SmolLM2-135M: diversity against pass@1, mean over seeds, {n} samples per held-out problem",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    study = Study.from_args(parse_args(parser, HERE), FULL, SMOKE)
-    runs, every = study.runs, tasks(study)
-    timing = {f"train_{k}": phase(runs, k, [*train_args(study), *v]) for k, v in OBJECTIVES.items()}
-    models = {"seed": str(study.inputs.seed_model), "ce": str(runs / "ce"), "gem": str(runs / "gem")}
-    for task in every:  # every model on one task before the next: a partial study still compares models
-        timing |= {f"eval_{task}_{k}": phase(runs, f"eval_{task}_{k}", [*eval_args(task, every), f"model_path={v}"])
-                   for k, v in models.items()}
-    timing |= {f"ppl_{k}": phase(runs, f"ppl_{k}", [*ppl_args(study), f"model_path={v}"]) for k, v in models.items()}
-    train_ppl = {"seed": val_ppl(runs / "ce")[0], "ce": val_ppl(runs / "ce")[1], "gem": val_ppl(runs / "gem")[1]}
-    metrics = {m: {"val_ppl": read(runs / f"ppl_{m}")["ppl/ppl"], "train_val_ppl": train_ppl[m],
-                   **{k: v for t in every for k, v in read(runs / f"eval_{t}_{m}").items()}} for m in models}
-    (study.results / "metrics.json").write_text(json.dumps({"metrics": metrics, "seconds": timing,
-                                                            "sizes": study.sizes._asdict()}, indent=2))
-    archive_all(runs, study.results / "samples")  # every evaluation's samples, small enough to commit
-    plot(metrics, study.sizes, study.results / "diversity.png")
-    print(table(metrics, study.sizes))
-
-
-def table(metrics: dict[str, dict], sizes: Sizes) -> str:
-    """The results.md table: one row per model."""
-    cols = ["val_ppl", *(f"diversity/{k}" for k in DIVERSITY), "gsm8k/accuracy",
-            *(f"gsm8k_voting/{k}@{sizes.vote_n}" for k in ("pass", "maj")), "gsm8k_voting/pass@1"]
-    lines = ["| model | " + " | ".join(c.split("/")[-1] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for model, m in metrics.items():
-        lines.append(f"| {model} | " + " | ".join(f"{m.get(c, float('nan')):.4f}" for c in cols) + " |")
-    return "\n".join(lines)
-
-
-def plot(metrics: dict[str, dict], sizes: Sizes, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 4))
-    width = 0.8 / len(metrics)
-    for i, (model, m) in enumerate(metrics.items()):
-        # self-BLEU is 0-100 (lower = more diverse): /100 to share the 0-1 axis
-        values = [m[f"diversity/{k}"] / (100 if k == "self_bleu" else 1) for k in DIVERSITY]
-        ax.bar([x + i * width for x in range(len(DIVERSITY))], values, width, label=model)
-    ax.set_xticks([x + width for x in range(len(DIVERSITY))], [k.replace("self_bleu", "self_bleu/100\n(lower=diverse)")
-                                                                for k in DIVERSITY])
-    ax.set_title(f"Poem-prompt diversity, SmolLM2-135M ({sizes.div_prompts} prompts x {sizes.div_n} samples)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    parser.add_argument("--report-only", action="store_true")
+    args = parse_args(parser, HERE)
+    study = Study.from_args(args, FULL, SMOKE)
+    state_file = study.results / "state.json"
+    if not args.report_only:
+        start = time.time()
+        state = run_study(study)
+        state["walls"]["study_s"] = time.time() - start
+        state_file.write_text(json.dumps(state, indent=1) + "\n")
+        archive_all(study.runs / "eval", study.results / "samples")  # every evaluation, small enough to commit
+    state = json.loads(state_file.read_text())
+    metrics = report(study, state)
+    (study.results / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    plot(metrics, study.results / "diversity_vs_pass1.png")
+    print(table(metrics))
+    print("results:", shown(study.results))
 
 
 if __name__ == "__main__":

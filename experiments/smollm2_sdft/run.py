@@ -1,27 +1,34 @@
-"""SDFT vs SFT on SmolLM2-135M-Instruct (Yang et al. 2024, scaled down to a shared 2-core CPU), GSM8K as the new task.
+"""SDFT vs SFT on SmolLM2-135M-Instruct: a new answer style, forgetting read at equal new-task gain.
 
-    python experiments/smollm2_sdft/run.py                # data files, both runs, 9 evaluations, results/
-    python experiments/smollm2_sdft/run.py --report-only  # rewrite results.md and forgetting.png from metrics.json
-    python experiments/smollm2_sdft/run.py --smoke        # tiny stand-ins, 12 rows, 2 steps, under smoke/ (CI)
+    python experiments/smollm2_sdft/run.py                # every phase (reused when finished), then the report
+    python experiments/smollm2_sdft/run.py --report-only  # the report again from runs/ (no training, no generation)
+    python experiments/smollm2_sdft/run.py --smoke        # tiny stand-ins, 1-2 steps, under smoke/ (CI)
 
-Re-runnable: a run whose ``hf/`` export exists is not trained again, an evaluation whose ``metrics.json`` exists is
-not run again. Everything goes through the project's entry points, one process at a time, one thread each:
+The claim (Yang et al. 2024): fine-tuning on the seed model's own rewrites of the training answers (SDFT) forgets
+less than fine-tuning on the gold answers (SFT) for a similar new-task gain. The new task is toy-world addition,
+subtraction and multiplication word problems with terse golds ("21 - 17 = 4. The answer is 4.",
+``experiments/arithmetic.py``): the seed model solves about a third of them in its own long style, so both the gain and
+the change of style can show. Every phase is a real entry-point run, one thread each, reused when finished:
 
-1. ``train.py experiment=sft_smollm2`` on GSM8K test rows 0..train_rows-1 (question/answer), and the same plus
-   ``distill=gsm8k`` (the seed model rewrites each answer from the gsm8k distillation template; a rewrite whose last
-   number is not the gold's keeps the original), with the same seed, steps, lr, schedule, split and data order.
-2. ``eval.py`` on the seed model and both runs: GSM8K greedy accuracy on rows 1000.. (disjoint from training),
-   perplexity of 100 held-out Alpaca responses, and the 29-keyword safe rate on ``advbench_style.csv`` (40 harmful
-   requests written for this study in AdvBench's style).
-Sizes (FULL: train_rows, steps, eval_rows) were cut to fit a 45-minute budget after timing 8 distilled rows: see
-results.md. ``--smoke`` runs the same phases on a tiny random Llama and stand-in data (``experiments/smoke.py``) at
-SMOKE's sizes, writing the data files, runs/ and results/ under ``--out``.
+1. ``eval.py eval=bleu``: the seed model's greedy answers to held-out Alpaca prompts (the general prompts). They
+   become the fixed answers whose NLL measures forgetting.
+2. ``train.py experiment=sft_smollm2`` per method and seed, in stages (``ckpt_path=auto`` continues the same run, with
+   a constant lr so the stages equal one run): SFT on the golds; SDFT adds ``distill=gsm8k`` (the seed rewrites each
+   gold from the GSM8K distillation template; a rewrite whose last number differs from the gold keeps the gold).
+   Each stage's ``hf/`` export is copied to ``exports/step<N>``.
+3. ``eval.py eval=forgetting`` on the seed and every export: new-task accuracy (greedy, held-out problems), the
+   general prompts' greedy answers (spill-over: "The answer is" in a general answer; their length), the NLL of the
+   seed's answers, and Alpaca perplexity.
+4. The report: the seed first, every method x seed x step, paired bootstrap intervals over prompts and seeds
+   (``python -m src.eval.compare``) at the last step, and forgetting read at equal gain (``src.eval.matched``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,120 +38,220 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the project root is not on sys.path
 
-from experiments.smoke import Study, parse_args  # noqa: E402
+from experiments.arithmetic import arithmetic_rows, check_disjoint, write_rows  # noqa: E402
+from experiments.smoke import Study, paired_comparison, parse_args, shown  # noqa: E402
+from src.eval.metrics.bootstrap import paired_bootstrap  # noqa: E402
 from src.eval.reports.archive import archive_all  # noqa: E402
 from src.utils.machine import run_logged  # noqa: E402
 
 
 class Sizes(NamedTuple):
-    train_rows: int  # GSM8K test rows 0.. to train on (8 of them validate)
-    eval_start: int  # the held-out GSM8K rows
-    eval_rows: int
-    steps: int
-    max_new_tokens: int  # of the distillation and the GSM8K evaluation
-    ppl_rows: int  # held-out Alpaca responses
-    eval_limit: int | None  # eval.py's limit= on every evaluation (null: every row)
+    train_per_kind: int  # training problems per kind (add, sub, mul), from the toy world's train split
+    test_per_kind: int  # held-out problems per kind
+    val_rows: int  # of the training file, for val/ce
+    general_prompts: int  # held-out Alpaca prompts (the last rows of alpaca_2k.json)
+    ppl_rows: int  # Alpaca rows for perplexity (the seed-42 held-out rows)
+    stages: tuple[int, ...]  # optimizer steps at which the run is exported and evaluated
+    seeds: tuple[int, ...]
+    answer_tokens: int  # new-task answers and the distillation's rewrites
+    general_tokens: int
 
 
-FULL = Sizes(train_rows=96, eval_start=1000, eval_rows=20, steps=40, max_new_tokens=192, ppl_rows=100,
-             eval_limit=None)
-SMOKE = Sizes(train_rows=12, eval_start=12, eval_rows=2, steps=2, max_new_tokens=8, ppl_rows=4, eval_limit=2)
-LR, SEED = 2e-4, 42
-HARMFUL = HERE / "advbench_style.csv"
-METRIC = {"gsm8k": "gsm8k/accuracy", "ppl": "ppl/ppl", "advbench": "advbench/safe_rate"}
+FULL = Sizes(train_per_kind=32, test_per_kind=20, val_rows=12, general_prompts=40, ppl_rows=100,
+             stages=(5, 10, 20, 40), seeds=(1, 2), answer_tokens=160, general_tokens=128)
+SMOKE = Sizes(train_per_kind=4, test_per_kind=1, val_rows=2, general_prompts=2, ppl_rows=2, stages=(1, 2), seeds=(1,),
+              answer_tokens=8, general_tokens=8)
+LR = 3e-4  # constant: SFT's pilot at 5e-4 reached val CE 0.09 in 20 steps
+METHODS = ("sft", "sdft")
+SPILL = "The answer is"  # the new task's sentence, in an answer to a general prompt
 
 
-def data_files(study: Study) -> tuple[Path, Path]:
-    """The training and held-out GSM8K files (beside run.py, committed, for the full study)."""
-    s = study.sizes
-    return (study.out / f"gsm8k_train_0_{s.train_rows - 1}.json",
-            study.out / f"gsm8k_heldout_{s.eval_start}_{s.eval_start + s.eval_rows - 1}.json")
+def files(study: Study) -> dict[str, Path]:
+    data = study.runs / "data"
+    return {"train": data / "arithmetic_train.json", "test": data / "arithmetic_test.json",
+            "general": data / "general_prompts.json", "seed_answers": data / "seed_answers"}
 
 
-def train_overrides(study: Study) -> list[str]:
-    s = study.sizes
-    return ["experiment=sft_smollm2", f"data.path={data_files(study)[0]}", "data.instruction_field=question",
-            "data.response_field=answer", "data.max_length=384", "data.val_size=8", f"module.optimizer.lr={LR}",
-            # each epoch (Lightning refuses an interval longer than one, 22 batches); a float interval needs an
-            # epoch count
-            "trainer.val_check_interval=1.0", "trainer.check_val_every_n_epoch=1",
-            f"trainer.max_steps={s.steps}", "trainer.max_epochs=10",
-            f"seed={SEED}", "cpu_threads=1", *study.inputs.model]
+def write_data(study: Study) -> dict[str, Path]:
+    s, f = study.sizes, files(study)
+    write_rows(f["train"], arithmetic_rows(s.train_per_kind, "train"))
+    write_rows(f["test"], arithmetic_rows(s.test_per_kind, "test"))
+    alpaca = json.loads((study.inputs.data / "alpaca_2k.json").read_text())
+    general = [{"id": f"alpaca-{i}", **row} for i, row in enumerate(alpaca)][-s.general_prompts:]
+    write_rows(f["general"], general)
+    check_disjoint(f["train"], f["test"])  # raises if an evaluation problem is a training problem
+    return f
 
 
-def sdft_overrides(study: Study) -> list[str]:
-    """sdft_gsm8k's wiring on the command line: the distill stage reads distill.path, training reads its output."""
-    return ["distill=gsm8k", f"distill.path={data_files(study)[0]}", "data.path=${distill.path}",
-            f"distill.generation.max_new_tokens={study.sizes.max_new_tokens}", "distill.generation.batch_size=32",
+def train_overrides(study: Study, method: str, seed: int) -> list[str]:
+    s, f = study.sizes, files(study)
+    every = math.gcd(*s.stages)  # validate (and write last.ckpt) at every stage's end
+    base = ["experiment=sft_smollm2", f"data.path={f['train']}", "data.instruction_field=question",
+            "data.response_field=answer", "data.max_length=384", f"data.val_size={s.val_rows}",
+            f"module.optimizer.lr={LR}", "module/scheduler=constant", f"trainer.val_check_interval={every}",
+            f"seed={seed}", "cpu_threads=1", "ckpt_path=auto", *study.inputs.model]
+    if method == "sft":
+        return base
+    # sdft_gsm8k's wiring: the distill stage reads distill.path, training reads its output. One cache for both seeds
+    # (the rewrites depend on the seed model and the rows, not the training seed).
+    return [*base, "distill=gsm8k", f"distill.path={f['train']}", "data.path=${distill.path}",
+            f"distill.generation.max_new_tokens={s.answer_tokens}", "distill.generation.batch_size=32",
             f"distill.cache_dir={study.runs}/cache"]
 
 
-def eval_overrides(study: Study) -> dict[str, list[str]]:
-    s, alpaca = study.sizes, study.inputs.data / "alpaca_2k.json"
-    limit = [f"limit={s.eval_limit}"] if s.eval_limit else []
-    return {
-        "gsm8k": ["eval=gsm8k", f"eval.path={data_files(study)[1]}",
-                  f"eval.generation.max_new_tokens={s.max_new_tokens}", *limit],
-        "ppl": ["eval=ppl", "data@eval.data=alpaca", f"eval.data.path={alpaca}", "eval.data.template=chat",
-                f"eval.data.val_size={s.ppl_rows}", *limit],
-        "advbench": ["eval=advbench", f"eval.path={HARMFUL}", "eval.template=chat", "eval.generation.max_new_tokens=64",
-                     *limit],
-    }
+def eval_overrides(study: Study, model: Path) -> list[str]:
+    s, f, alpaca = study.sizes, files(study), study.inputs.data / "alpaca_2k.json"
+    return ["eval=forgetting", f"model_path={model}", "cpu_threads=1", "progress=false",
+            f"eval.tasks.new_task.path={f['test']}", "eval.tasks.new_task.template=chat",
+            f"eval.tasks.new_task.generation.max_new_tokens={s.answer_tokens}",
+            f"eval.tasks.general.path={f['general']}",
+            f"eval.tasks.general.generation.max_new_tokens={s.general_tokens}",
+            "data@eval.tasks.answers_nll.data=alpaca", f"eval.tasks.answers_nll.data.path={f['seed_answers']}",
+            "eval.tasks.answers_nll.data.val_split=test", "eval.tasks.answers_nll.data.template=chat",
+            "eval.tasks.answers_nll.data.max_length=512",
+            "data@eval.tasks.ppl.data=alpaca", f"eval.tasks.ppl.data.path={alpaca}",
+            "eval.tasks.ppl.data.template=chat",
+            f"eval.tasks.ppl.data.val_size={s.ppl_rows}", "eval.tasks.ppl.data.max_length=512"]
 
 
-def call(script: str, overrides: list[str], log: Path) -> float:
-    return run_logged(script, overrides, log, ROOT)
+def seed_answers(study: Study) -> None:
+    """The seed model's greedy answers to the general prompts, as an Alpaca directory whose ``test`` split they are
+    (its ``train`` split: one other Alpaca row, which ``eval=ppl`` loads but does not score)."""
+    f = files(study)
+    folder, gen = f["seed_answers"], study.runs / "eval" / "seed_general"
+    if (folder / "test.json").is_file():
+        return
+    run_logged("eval.py", ["eval=bleu", f"eval.path={f['general']}", "eval.template=chat",
+                           f"eval.generation.max_new_tokens={study.sizes.general_tokens}",
+                           f"model_path={study.inputs.seed_model}", "cpu_threads=1", "progress=false",
+                           f"hydra.run.dir={gen}"], gen / "evaluate.log", ROOT)
+    answers = {r["id"]: r["response"] for r in map(json.loads, (gen / "samples.jsonl").read_text().splitlines())}
+    rows = json.loads(f["general"].read_text())
+    other = json.loads((study.inputs.data / "alpaca_2k.json").read_text())[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.json").write_text(json.dumps([other]) + "\n")
+    (folder / "test.json").write_text(json.dumps([{"instruction": r["instruction"], "input": r["input"],
+                                                    "output": answers[r["id"]]} for r in rows], indent=1) + "\n")
 
 
-def write_data(study: Study) -> None:
-    rows, s = json.loads((study.inputs.data / "gsm8k_test.json").read_text()), study.sizes
-    parts = rows[:s.train_rows], rows[s.eval_start:s.eval_start + s.eval_rows]
-    for path, part in zip(data_files(study), parts):
-        if not path.is_file():
-            path.write_text(json.dumps(part, indent=1) + "\n")
+def train_stages(study: Study, method: str, seed: int, walls: dict) -> dict[int, Path]:
+    """Train ``method`` with ``seed`` to each stage in turn, the same run continued; ``{step: export dir}``."""
+    run = study.runs / f"{method}_s{seed}"
+    exports = {}
+    for step in study.sizes.stages:
+        export = run / "exports" / f"step{step}"
+        exports[step] = export
+        if (export / "config.json").is_file() or evaluated(study, export):
+            continue
+        seconds = run_logged("train.py", [*train_overrides(study, method, seed), f"trainer.max_steps={step}",
+                                          f"hydra.run.dir={run}"], study.runs / "logs" / f"{run.name}_{step}.log", ROOT)
+        walls[f"train_{run.name}_{step}"] = seconds
+        shutil.copytree(run / "hf", export, dirs_exist_ok=True)
+    return exports
 
 
-def train(name: str, overrides: list[str], runs: Path) -> tuple[Path, float | None]:
-    run_dir = runs / name
-    wall = run_dir / "wall.json"
-    if not (run_dir / "hf" / "config.json").is_file():
-        seconds = call("train.py", [*overrides, f"hydra.run.dir={run_dir}"], runs / "logs" / f"{name}.log")
-        wall.write_text(json.dumps({"train_s": seconds}))
-    return run_dir, json.loads(wall.read_text())["train_s"] if wall.is_file() else None
+def eval_dir(study: Study, model: Path) -> Path:
+    name = "seed" if model == study.inputs.seed_model else f"{model.parents[1].name}_{model.name}"
+    return study.runs / "eval" / name
 
 
-def evaluate(name: str, model_path: Path, study: Study) -> dict:
-    out = {"eval_s": {}}
-    for task, overrides in eval_overrides(study).items():
-        eval_dir = study.runs / "eval" / name / task
-        if not (eval_dir / "metrics.json").is_file():
-            out["eval_s"][task] = call("eval.py", [*overrides, f"model_path={model_path}",
-                                                       f"hydra.run.dir={eval_dir}", "cpu_threads=1", "progress=false"],
-                                       eval_dir / "evaluate.log")
-        out[task] = json.loads((eval_dir / "metrics.json").read_text())[METRIC[task]]
+def evaluated(study: Study, model: Path) -> bool:
+    return (eval_dir(study, model) / "metrics.json").is_file()
+
+
+def evaluate(study: Study, model: Path, walls: dict) -> Path:
+    out = eval_dir(study, model)
+    if not evaluated(study, model):
+        walls[f"eval_{out.name}"] = run_logged("eval.py", [*eval_overrides(study, model), f"hydra.run.dir={out}"],
+                                               out / "evaluate.log", ROOT)
+        if model != study.inputs.seed_model:
+            shutil.rmtree(model)  # 0.5 GB each; the run's own checkpoints stay, and retraining rebuilds it
     return out
 
 
 def run_study(study: Study) -> dict:
+    walls: dict[str, float] = {}
     write_data(study)
-    runs = {"seed": {"path": str(study.inputs.seed_model)}}
-    extras = {"SDFT": sdft_overrides(study), "SFT": []}  # SDFT first: its distillation is the slowest, least sure part
-    for name, extra in extras.items():
-        run_dir, seconds = train(name.lower(), [*train_overrides(study), *extra], study.runs)
-        runs[name] = {"path": str(run_dir), "train_s": seconds}
-        summary = run_dir / "distill" / "summary.json"
-        if summary.is_file():
-            runs[name]["replaced_fraction"] = json.loads(summary.read_text())["replaced_fraction"]
-    for name, info in runs.items():
-        info.update(evaluate(name.lower(), Path(info["path"]), study))
-        print(name, info, flush=True)
-    for info in runs.values():
-        for task in METRIC:
-            info[f"{task}_drop"] = runs["seed"][task] - info[task]  # positive: worse than seed (ppl: negative)
+    seed_answers(study)
+    evaluate(study, study.inputs.seed_model, walls)
+    for method in reversed(METHODS):  # SDFT first: its distillation is the slowest, least sure part
+        for seed in study.sizes.seeds:
+            for export in train_stages(study, method, seed, walls).values():
+                evaluate(study, export, walls)
+    return walls
+
+
+# ---- the report: everything below reads runs/ only ----
+
+def load(study: Study, name: str) -> dict:
+    folder = study.runs / "eval" / name
+    metrics = json.loads((folder / "metrics.json").read_text())
+    samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+    general = sorted((r for r in samples if r["task"] == "general"), key=lambda r: r["id"])
+    task = sorted((r for r in samples if r["task"] == "new_task"), key=lambda r: r["id"])
+    return {"accuracy": metrics["new_task/accuracy"], "answers_nll": metrics["answers_nll/nll"],
+            "ppl": metrics["ppl/ppl"], "spill": sum(SPILL in r["response"] for r in general) / len(general),
+            "general_tokens": metrics["general/mean_new_tokens"],
+            "per_prompt": {"accuracy": [float(r["correct"]) for r in task],
+                           "spill": [float(SPILL in r["response"]) for r in general],
+                           "general_tokens": [float(r["num_tokens"]) for r in general]},
+            "by_kind": {k: sum(r["correct"] for r in task if f"-{k}-" in r["id"]) / max(1, sum(f"-{k}-" in r["id"]
+                                                                                              for r in task))
+                        for k in ("add", "sub", "mul")}}
+
+
+def replaced_fraction(study: Study) -> float | None:
+    summaries = sorted((study.runs / f"sdft_s{study.sizes.seeds[0]}").glob("distill/summary.json"))
+    return json.loads(summaries[0].read_text())["replaced_fraction"] if summaries else None
+
+
+def report(study: Study, walls: dict) -> dict:
     s = study.sizes
-    return {"config": {"train_rows": s.train_rows, "eval_rows": s.eval_rows, "steps": s.steps, "lr": LR, "seed": SEED,
-                       "train": train_overrides(study), "sdft": extras["SDFT"], "evals": eval_overrides(study)},
-            "runs": runs}
+    seed = load(study, "seed")
+    cells = {m: {sd: {st: load(study, f"{m}_s{sd}_step{st}") for st in s.stages} for sd in s.seeds} for m in METHODS}
+    for m in METHODS:  # the change from the seed model, per cell
+        for sd in s.seeds:
+            for cell in cells[m][sd].values():
+                cell["gain"] = cell["accuracy"] - seed["accuracy"]
+                cell["nll_rise"] = cell["answers_nll"] - seed["answers_nll"]
+    last = s.stages[-1]
+    paired = {}
+    for key in ("accuracy", "spill", "general_tokens"):
+        a = [cells["sft"][sd][last]["per_prompt"][key] for sd in s.seeds]
+        b = [cells["sdft"][sd][last]["per_prompt"][key] for sd in s.seeds]
+        paired[key] = paired_bootstrap(a, b, resamples=10_000, seed=0)._asdict()
+    from src.eval.matched import INTERPOLATION, compare_curves
+
+    curves = {m: [(mean(cells[m], st, "gain"), mean(cells[m], st, "nll_rise")) for st in s.stages] for m in METHODS}
+    # step 0 is the seed model itself; accuracy on a few prompts repeats, so equal gains average their NLL rises
+    matched = compare_curves([(0.0, 0.0), *curves["sft"]], [(0.0, 0.0), *curves["sdft"]], ties="mean")
+    return {"sizes": s._asdict(), "lr": LR, "seed_model": seed, "cells": cells, "paired_last_step": paired,
+            "curves": curves, "matched": matched.__dict__, "interpolation": INTERPOLATION,
+            "replaced_fraction": replaced_fraction(study), "walls": walls}
+
+
+def mean(by_seed: dict, step: int, key: str) -> float:
+    values = [cells[step][key] for cells in by_seed.values()]
+    return sum(values) / len(values)
+
+
+def table(metrics: dict) -> str:
+    s = metrics["sizes"]
+    lines = ["| model | seed | step | new task acc | add / sub / mul | gain | NLL of seed's answers | rise "
+             "| Alpaca ppl | general answers saying \"The answer is\" | general answer tokens |", "|---" * 11 + "|"]
+
+    def row(name: str, sd: str, st: str, c: dict) -> str:
+        kinds = " / ".join(f"{c['by_kind'][k]:.2f}" for k in ("add", "sub", "mul"))
+        return (f"| {name} | {sd} | {st} | {c['accuracy']:.3f} | {kinds} | {c.get('gain', 0):+.3f} | "
+                f"{c['answers_nll']:.3f} | {c.get('nll_rise', 0):+.3f} | {c['ppl']:.3f} | {c['spill']:.3f} | "
+                f"{c['general_tokens']:.1f} |")
+
+    lines.append(row("seed model", "-", "0", metrics["seed_model"]))
+    for m in METHODS:
+        for sd in map(str, s["seeds"]):
+            for st, cell in metrics["cells"][m][sd].items():
+                lines.append(row(m.upper(), sd, st, cell))
+    return "\n".join(lines)
 
 
 def plot(metrics: dict, path: Path) -> None:
@@ -152,33 +259,20 @@ def plot(metrics: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = metrics["runs"]
-    names = list(runs)
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
-    for ax, (task, label) in zip(axes, (("gsm8k", "GSM8K accuracy (new task)"), ("ppl", "Alpaca ppl (lower better)"),
-                                        ("advbench", "safe rate (29 keywords)"))):
-        values = [runs[n][task] for n in names]
-        ax.bar(names, values, color=["grey", "tab:blue", "tab:orange"][:len(names)])
-        for i, v in enumerate(values):
-            ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=9)
-        ax.set_title(label, fontsize=10)
-    cfg = metrics["config"]
-    fig.suptitle(f"SmolLM2-135M-Instruct, LoRA r8 q,v: {cfg['train_rows']} GSM8K rows, {cfg['steps']} steps, "
-                 f"lr {cfg['lr']}, seed {cfg['seed']} (one seed)", fontsize=10)
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for m, colour in zip(METHODS, ("tab:blue", "tab:orange")):
+        for sd, by_step in metrics["cells"][m].items():
+            pts = [(0.0, 0.0)] + [(c["gain"], c["nll_rise"]) for c in by_step.values()]
+            ax.plot(*zip(*pts), "o-", color=colour, alpha=0.35 + 0.3 * (sd == str(metrics["sizes"]["seeds"][0])),
+                    label=f"{m.upper()} seed {sd}")
+            for st, c in by_step.items():
+                ax.annotate(st, (c["gain"], c["nll_rise"]), fontsize=7, color=colour)
+    ax.set_xlabel("new-task gain (greedy accuracy - seed's)")
+    ax.set_ylabel("forgetting: NLL rise of the seed's own answers")
+    ax.set_title("SmolLM2-135M, LoRA r8 q,v: each point an exported step", fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-
-
-def table(metrics: dict) -> str:
-    """The results table (markdown): each metric and its drop from the seed model."""
-    lines = ["| model | GSM8K acc | drop | Alpaca ppl | rise | safe rate | drop | SDFT replaced | train s |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in metrics["runs"].items():
-        replaced = f"{r['replaced_fraction']:.3f}" if r.get("replaced_fraction") is not None else "-"
-        train_s = f"{r['train_s']:.0f}" if r.get("train_s") else "-"
-        lines.append(f"| {name} | {r['gsm8k']:.3f} | {r['gsm8k_drop']:+.3f} | {r['ppl']:.3f} | {-r['ppl_drop']:+.3f} "
-                     f"| {r['advbench']:.3f} | {r['advbench_drop']:+.3f} | {replaced} | {train_s} |")
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -186,16 +280,23 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     args = parse_args(parser, HERE)
     study = Study.from_args(args, FULL, SMOKE)
-    metrics_file = study.results / "metrics.json"
+    walls_file = study.results / "walls.json"
+    walls = json.loads(walls_file.read_text()) if walls_file.is_file() else {}
     if not args.report_only:
         start = time.time()
-        metrics = run_study(study)
-        metrics["study_wall_s"] = time.time() - start
-        metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
-        archive_all(study.runs, study.results / "samples")  # every evaluation's samples, small enough to commit
-    metrics = json.loads(metrics_file.read_text())
-    plot(metrics, study.results / "forgetting.png")
+        walls |= run_study(study)
+        walls["study_s"] = walls.get("study_s", 0) + time.time() - start
+        walls_file.write_text(json.dumps(walls, indent=1) + "\n")
+        archive_all(study.runs / "eval", study.results / "samples")  # every evaluation, small enough to commit
+    metrics = json.loads(json.dumps(report(study, walls)))  # int keys become strings, as in the file
+    (study.results / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    last = study.sizes.stages[-1]  # comparison.md: SDFT against SFT at the last step, paired, seeds grouped
+    paired_comparison({m: [study.runs / "eval" / f"{m}_s{sd}_step{last}" for sd in study.sizes.seeds]
+                       for m in METHODS}, "sft", study.results)
+    plot(metrics, study.results / "forgetting_vs_gain.png")
     print(table(metrics))
+    print(json.dumps({"paired_last_step": metrics["paired_last_step"], "matched": metrics["matched"]}, indent=1))
+    print("results:", shown(study.results))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from src.callbacks.preemption import PreemptionCheckpoint
 from src.callbacks.step_numbers import StepLearningRate
 from src.callbacks.task_accuracy import TaskAccuracy
 from src.callbacks.throughput import TokensPerSecond
+from src.callbacks.validation_examples import ValidationExamples
 from src.configs.resolvers import smollm2_dir, sweep_label
 from src.configs.signature import node
 from src.datamodules.interleave_streams import InterleaveDataModule
@@ -153,6 +154,8 @@ def _callbacks(store) -> None:
     store(node(HFExport, dirpath="${paths.output_dir}/hf"), group="callback", name="hf_export")
     store(node(InterleaveScheduler, schedule="${interleave}"), group="callback", name="interleave")
     store(node(EvalDuringValidation, tasks="${oc.select:eval,null}"), group="callback", name="eval_tasks")
+    store(node(ValidationExamples, path="${paths.output_dir}/val_examples.jsonl"), group="callback",
+          name="validation_examples")
 
 
 def _evals(store) -> None:

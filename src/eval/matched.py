@@ -38,22 +38,31 @@ class Matched:
     interpolation: str = INTERPOLATION
 
 
-def sorted_curve(points: Curve, name: str = "curve") -> tuple[np.ndarray, np.ndarray]:
-    """``(x, y)`` ascending in x; repeated identical points merged, a repeated x with another y is an error."""
+TIES = ("error", "mean")
+
+
+def sorted_curve(points: Curve, name: str = "curve", ties: str = "error") -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` ascending in x; repeated identical points merged. A repeated x with another y is an error, or with
+    ``ties="mean"`` one point at the mean of its y values (a score on a few prompts takes few values, so two exported
+    steps can share an x: the mean is the curve's best reading there)."""
+    if ties not in TIES:
+        raise ValueError(f"ties={ties!r}: expected one of {TIES}")
     unique = sorted(set((float(x), float(y)) for x, y in points))
     if not unique:
         raise ValueError(f"{name}: no points")
-    xs = [x for x, _ in unique]
-    for i in range(1, len(xs)):
-        if xs[i] == xs[i - 1]:
-            raise ValueError(f"{name}: x={xs[i]:g} has two y values ({unique[i - 1][1]:g}, {unique[i][1]:g}); "
-                             "a curve read at x needs one")
-    return np.array(xs), np.array([y for _, y in unique])
+    merged: dict[float, list[float]] = {}
+    for x, y in unique:
+        if x in merged and ties == "error":
+            raise ValueError(f"{name}: x={x:g} has two y values ({merged[x][0]:g}, {y:g}); a curve read at x needs "
+                             "one (ties='mean' averages them)")
+        merged.setdefault(x, []).append(y)
+    return np.array(list(merged)), np.array([sum(ys) / len(ys) for ys in merged.values()])
 
 
-def compare_curves(a: Curve, b: Curve, at: list[float] | None = None) -> Matched:
-    """Both curves read at ``at`` (default: every measured x of either curve in the shared range) and b - a."""
-    (xa, ya), (xb, yb) = sorted_curve(a, "curve a"), sorted_curve(b, "curve b")
+def compare_curves(a: Curve, b: Curve, at: list[float] | None = None, ties: str = "error") -> Matched:
+    """Both curves read at ``at`` (default: every measured x of either curve in the shared range) and b - a;
+    ``ties`` as in :func:`sorted_curve`."""
+    (xa, ya), (xb, yb) = sorted_curve(a, "curve a", ties), sorted_curve(b, "curve b", ties)
     low, high = max(xa[0], xb[0]), min(xa[-1], xb[-1])
     wanted = sorted(set(float(x) for x in at)) if at is not None else sorted(set(xa) | set(xb))
     inside = [x for x in wanted if low <= x <= high]

@@ -215,12 +215,17 @@ class PostTrainModule(LightningModule):
         self.log_dict({f"train/{k}": v for k, v in metrics.items()}, on_step=True, on_epoch=False, batch_size=size)
         return loss
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
+        """Logs the batch's values; returns them (``val/ce`` weighted by its label tokens, the rest by examples) for
+        callbacks such as ``callback=validation_examples``."""
         _, tokens, metrics = self.step(batch, "val")
-        self._val_nll[0] += float(metrics.pop("ce")) * int(tokens)  # token-weighted over the whole val set
+        ce = metrics.pop("ce")
+        self._val_nll[0] += float(ce) * int(tokens)  # token-weighted over the whole val set
         self._val_nll[1] += int(tokens)
-        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, on_epoch=True, sync_dist=True,
-                      batch_size=batch_size_of(batch))
+        logged = {f"val/{k}": v for k, v in metrics.items()}
+        self.log_dict(logged, on_epoch=True, sync_dist=True, batch_size=batch_size_of(batch))
+        return {"val/ce": ce.detach(), "tokens": int(tokens), "weight": batch_size_of(batch),
+                **{k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in logged.items()}}
 
     def on_validation_epoch_start(self) -> None:
         self._val_nll = [0.0, 0]

@@ -156,7 +156,9 @@ class InterleaveModule(PostTrainModule):
         self.log_dict({f"data/{k}_epochs": v for k, v in coverage.items()}, on_step=True, on_epoch=False, batch_size=1)
         return total
 
-    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """Logs the batch's values and returns them with their weight in the logged mean (``callback=
+        validation_examples``)."""
         objective = "dpo" if is_pair_batch(batch) else "sft"
         result = self.step(batch, "val")
         tokens, metrics = int(result.tokens), result.metrics
@@ -165,8 +167,10 @@ class InterleaveModule(PostTrainModule):
             self._val_nll[1] += tokens
         # SFT means are token-weighted (batch_size=tokens), DPO means pair-weighted: exact over the whole set.
         size = tokens if objective == "sft" else batch_size_of(batch)
-        self.log_dict({f"val/{k}": v for k, v in named(objective, metrics).items()}, on_epoch=True, sync_dist=True,
-                      batch_size=max(size, 1), add_dataloader_idx=False)
+        logged = {f"val/{k}": v for k, v in named(objective, metrics).items()}
+        self.log_dict(logged, on_epoch=True, sync_dist=True, batch_size=max(size, 1), add_dataloader_idx=False)
+        return {"objective": objective, "weight": size,
+                **{k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in logged.items()}}
 
     def on_fit_start(self) -> None:
         self._prepare_reference()

@@ -26,9 +26,9 @@ REPORTS = {
     "interleave_toy": ["optima.json", "results.md", "tradeoff.md", "tradeoff.png"],
     "objectives_toy": ["metrics.json", "results.md", "objectives_toy.png"],
     "sdft_toy": ["metrics.json", "results.md", "forgetting.png"],
-    "smollm2_dpo": ["metrics.json", "tradeoff.png"],
-    "smollm2_gem": ["metrics.json", "diversity.png"],
-    "smollm2_sdft": ["metrics.json", "forgetting.png"],
+    "smollm2_gem": ["metrics.json", "state.json", "diversity_vs_pass1.png"],
+    "smollm2_interleave": ["metrics.json", "optima.json", "state.json", "tradeoff.md", "tradeoff.png"],
+    "smollm2_sdft": ["metrics.json", "walls.json", "comparison.md", "paired.png", "forgetting_vs_gain.png"],
 }
 # The studies that evaluate through eval.py: their samples are archived under results/samples/ (gzipped, to commit).
 ARCHIVED = {"diversity_toy", "sdft_toy", "smollm2_gem", "smollm2_sdft"}

@@ -43,6 +43,15 @@ def test_a_repeated_x_with_two_values_is_an_error():
     assert compare_curves(A, [*B, B[0]]) == compare_curves(A, B)  # the same point twice is one point
 
 
+def test_ties_mean_averages_a_repeated_x():
+    """B with a second point at x=0.3 (y 25): one point at (0.3, 22.5), so B read at 0.4 is 22.5 + 0.5 * 1.5."""
+    matched = compare_curves(A, [*B, (0.3, 25.0)], ties="mean")
+    assert matched.b == pytest.approx([22.5, 23.25, 24.0, 42.0])
+    assert compare_curves(A, B, ties="mean") == compare_curves(A, B)  # no ties: the same as the default
+    with pytest.raises(ValueError, match="ties='median'"):
+        compare_curves(A, B, ties="median")
+
+
 def test_equal_curves_give_zero_differences():
     matched = compare_curves(A, list(A))
     assert matched.difference == [0.0, 0.0, 0.0] and matched.not_comparable == []

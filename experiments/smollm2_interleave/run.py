@@ -1,0 +1,321 @@
+"""ALRIGHT and MAXRIGHT against sequential and mixed training on SmolLM2-135M-Instruct, with objectives that conflict.
+
+    python experiments/smollm2_interleave/run.py                # pairs (cached), 7 runs, the report
+    python experiments/smollm2_interleave/run.py --report-only  # the report again from runs/
+    python experiments/smollm2_interleave/run.py --smoke        # tiny stand-ins, 24 rows, 4 steps, under smoke/ (CI)
+
+The claim (XRIGHT, arXiv 2410.15483): alternating SFT and DPO steps (ALRIGHT: a coin with P(DPO) = lam; MAXRIGHT:
+the objective further from its optimum) ends closer to the ideal point (L_sft*, L_dpo*) than SFT-then-DPO, at the
+cost of sequential training and below mixing both losses every step. That needs objectives that conflict: here SFT
+trains on Alpaca's gold answers while DPO prefers the seed model's own greedy answer over the gold one (pairs from
+other Alpaca rows), so each objective pulls the model away from what the other wants.
+
+Rows of ``/work/shared/data/alpaca_2k.json`` by index, all disjoint: pairs for training [0, 80), held-out pairs
+[80, 128), held-out SFT rows [128, 176), SFT training rows [176, 2000). A pair's prompt is the row's user turn; the
+seed model's greedy response (``src.eval.engine.hf_engine.generate_samples``, at most ``max_new_tokens``, chat
+template) is generated once into ``pairs/{train,test}.jsonl`` (kept in git: it is the slow part), stored with the
+gold as chosen; the study swaps them (``conflict_pairs``: chosen = the seed's answer, rejected = the gold).
+
+Every run is ``train.py experiment=alright_smollm2`` (LoRA r 8 on q,v, constant lr, beta 0.1, the seed model as the
+precomputed reference) with the same training seed, data order per stream, 40 steps and a validation every 10 steps
+on both held-out sets, one example per batch, written per example by ``callback=validation_examples``:
+SFT only and DPO only (lam 0 / 1; their final held-out losses are the ideal point, ``results/optima.json``), then at
+lam 0.5 sequential, mix, ALRIGHT with two coin seeds (``interleave.seed``) and MAXRIGHT (deterministic given the
+training seed and the optima: a second run would repeat the first). The report: final losses and the distance to the
+ideal point, each method against sequential with a paired bootstrap interval over held-out examples (and ALRIGHT's
+coin seeds), and the trade-off plot (``python -m src.eval.tradeoff``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the project root is not on sys.path
+
+from experiments.smoke import Study, parse_args, shown  # noqa: E402
+from src.eval.metrics.bootstrap import percentile_interval  # noqa: E402
+from src.interleave.optima import write_optima  # noqa: E402
+from src.utils.machine import run_logged  # noqa: E402
+
+
+class Sizes(NamedTuple):
+    splits: dict[str, tuple[int, int]]  # rows of alpaca_2k.json by index, all disjoint
+    max_new_tokens: int  # of the seed's responses
+    steps: int
+    val_every: int
+
+
+FULL = Sizes({"pairs_train": (0, 80), "pairs_test": (80, 128), "sft_test": (128, 176), "sft_train": (176, 2000)},
+             max_new_tokens=128, steps=40, val_every=10)
+SMOKE = Sizes({"pairs_train": (0, 4), "pairs_test": (4, 8), "sft_test": (8, 12), "sft_train": (12, 24)},
+              max_new_tokens=8, steps=4, val_every=2)
+LR, SEED, LAM, RESAMPLES = 2e-4, 42, 0.5, 10_000
+
+
+def pairs_dir(study: Study) -> Path:
+    return study.out / "pairs"
+
+
+def sft_dir(study: Study) -> Path:
+    return study.runs / "sft_data"
+
+
+def conflict_dir(study: Study) -> Path:
+    return study.runs / "conflict_pairs"
+
+
+def optima_file(study: Study) -> Path:
+    return study.results / "optima.json"
+
+
+def common(study: Study) -> list[str]:
+    """Every run's overrides besides its method's."""
+    s = study.sizes
+    return ["experiment=alright_smollm2", f"data.sft.path={sft_dir(study)}", "data.sft.val_split=test",
+            f"data.prefs.path={conflict_dir(study)}", "data.prefs.train_split=train", "data.prefs.val_split=test",
+            "data.sft.eval_batch_size=1", "data.prefs.eval_batch_size=1", f"module.optimizer.lr={LR}",
+            f"module.reference_cache_dir={study.runs / 'reference'}", f"trainer.max_steps={s.steps}",
+            f"trainer.val_check_interval={s.val_every}", f"seed={SEED}", "cpu_threads=1", *study.inputs.model,
+            "+callback@callbacks.val_examples=validation_examples",
+            # no exports or checkpoints: the runs are measured by their own validations
+            "callbacks.hf_export=null", "callbacks.model_checkpoint=null", "++callbacks.last_checkpoint=null",
+            "callbacks.progress_bar=null", "++trainer.enable_checkpointing=false"]
+
+
+def methods(study: Study) -> dict[str, list[str]]:
+    """Run name -> its overrides; the two single-objective runs first (MAXRIGHT reads their optima). Only the first
+    validates before training (the seed model's row); the others start from the same weights."""
+    once = "validate_before_fit=false"
+    return {"sft": ["interleave.lam=0.0"], "dpo": ["interleave.lam=1.0", once],
+            "sequential": ["interleave=sequential", f"interleave.lam={LAM}", once],
+            "mix": ["interleave=mix", f"interleave.lam={LAM}", once],
+            "alright_coin1": [f"interleave.lam={LAM}", "interleave.seed=1", once],
+            "alright_coin2": [f"interleave.lam={LAM}", "interleave.seed=2", once],
+            "maxright": ["interleave=maxright", f"interleave.lam={LAM}", once,
+                         f"interleave.optima_path={optima_file(study)}"]}
+
+
+GROUPS = {"sequential": ["sequential"], "mix": ["mix"], "alright": ["alright_coin1", "alright_coin2"],
+          "maxright": ["maxright"]}  # the compared methods and their runs (seeds)
+
+
+def user_turn(row: dict) -> str:
+    """AlpacaDataModule's chat user turn (``template=chat``), so both streams render a row's prompt alike."""
+    context = row.get("input") or ""
+    return f"{row['instruction']}\n\n{context}" if context.strip() else row["instruction"]
+
+
+def write_sft_data(rows: list[dict], study: Study) -> None:
+    sft_dir(study).mkdir(parents=True, exist_ok=True)
+    for split, key in (("train", "sft_train"), ("test", "sft_test")):
+        lo, hi = study.sizes.splits[key]
+        (sft_dir(study) / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[lo:hi]))
+
+
+def make_pairs(rows: list[dict], study: Study) -> dict:
+    """Greedy responses of the seed model to the pair rows' prompts -> pairs/{train,test}.jsonl; a summary."""
+    pairs_folder = pairs_dir(study)
+    summary_file = pairs_folder / "summary.json"
+    if summary_file.is_file():
+        return json.loads(summary_file.read_text())
+    import torch
+
+    from src.eval.engine.hf_engine import Sampling, generate_samples
+    from src.eval.engine.models import load_model
+
+    torch.set_num_threads(1)
+    model, tokenizer = load_model(str(study.inputs.seed_model), dtype="float32", device="cpu")
+    start, max_new_tokens = time.time(), study.sizes.max_new_tokens
+    summary: dict = {"rule": "chosen = Alpaca output, rejected = seed model's greedy response",
+                     "max_new_tokens": max_new_tokens}
+    pairs_folder.mkdir(parents=True, exist_ok=True)
+    for split, key in (("train", "pairs_train"), ("test", "pairs_test")):
+        lo, hi = study.sizes.splits[key]
+        prompts = [(i, tokenizer.apply_chat_template([{"role": "user", "content": user_turn(rows[i])}],
+                                                     tokenize=False, add_generation_prompt=True))
+                   for i in range(lo, hi)]
+        samples = generate_samples(model, tokenizer, prompts, Sampling(max_new_tokens=max_new_tokens))
+        pairs, identical, truncated = [], 0, 0
+        for i in range(lo, hi):
+            sample, prompt = samples[i][0], [{"role": "user", "content": user_turn(rows[i])}]
+            if sample.text.strip() == rows[i]["output"].strip():
+                identical += 1
+                continue
+            truncated += bool(sample.truncated)
+            pairs.append({"row": i, "chosen": prompt + [{"role": "assistant", "content": rows[i]["output"]}],
+                          "rejected": prompt + [{"role": "assistant", "content": sample.text}],
+                          "rejected_truncated": bool(sample.truncated)})
+        (pairs_folder / f"{split}.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+        summary[split] = {"rows": [lo, hi], "pairs": len(pairs), "dropped_identical": identical,
+                          "rejected_truncated": truncated}
+    summary["generation_s"] = time.time() - start
+    summary_file.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+
+
+def write_conflict_pairs(study: Study) -> dict[str, int]:
+    """The cached pairs with chosen and rejected swapped: chosen = the seed's own answer, rejected = the gold."""
+    out, counts = conflict_dir(study), {}
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        pairs = [json.loads(line) for line in (pairs_dir(study) / f"{split}.jsonl").read_text().splitlines()]
+        swapped = [{"row": p["row"], "chosen": p["rejected"], "rejected": p["chosen"]} for p in pairs]
+        (out / f"{split}.jsonl").write_text("".join(json.dumps(p) + "\n" for p in swapped))
+        counts[split] = len(swapped)
+    return counts
+
+
+def train(name: str, overrides: list[str], study: Study, walls: dict) -> Path:
+    """One training run into runs/<name> unless it finished before."""
+    run_dir = study.runs / name
+    if not (run_dir / "metrics.json").is_file():
+        (run_dir / "val_examples.jsonl").unlink(missing_ok=True)  # a stopped run starts again: no duplicate lines
+        walls[f"train_{name}"] = run_logged("train.py", [*common(study), *overrides, f"hydra.run.dir={run_dir}"],
+                                            study.runs / "logs" / f"{name}.log", ROOT)
+    return run_dir
+
+
+def run_study(study: Study) -> dict:
+    walls: dict[str, float] = {}
+    rows = json.loads((study.inputs.data / "alpaca_2k.json").read_text())
+    write_sft_data(rows, study)
+    summary = make_pairs(rows, study)
+    counts = write_conflict_pairs(study)
+    for name, overrides in methods(study).items():
+        train(name, overrides, study, walls)
+        if name == "dpo":  # the ideal point, before MAXRIGHT needs it: final held-out losses (XRIGHT's choice)
+            write_optima(study.runs / "sft", study.runs / "dpo", optima_file(study), take="last")
+    return {"walls": walls, "pairs": summary, "conflict_pairs": counts}
+
+
+# ---- the report: everything below reads runs/ only ----
+
+def final_examples(run_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The last validation's per-example values: (SFT loss [N], SFT label tokens [N], DPO loss [M])."""
+    lines = [json.loads(line) for line in (run_dir / "val_examples.jsonl").read_text().splitlines()]
+    last = max(line["step"] for line in lines)
+    sft = sorted((line for line in lines if line["step"] == last and line["objective"] == "sft"),
+                 key=lambda line: line["batch"])
+    dpo = sorted((line for line in lines if line["step"] == last and line["objective"] == "dpo"),
+                 key=lambda line: line["batch"])
+    return (np.array([line["val/sft_loss"] for line in sft]), np.array([line["weight"] for line in sft], float),
+            np.array([line["val/dpo_loss"] for line in dpo]))
+
+
+def distances(values: dict[str, tuple], sft_idx: np.ndarray, dpo_idx: np.ndarray,
+              seed_picks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per resample (rows of the index arrays): each group's distance to the ideal point, the ideal point taken from
+    the SFT-only and DPO-only runs on the same resample. Losses: SFT token-weighted, DPO a mean over pairs."""
+    def losses(run: str) -> tuple[np.ndarray, np.ndarray]:
+        sft, tokens, dpo = values[run]
+        return (sft[sft_idx] * tokens[sft_idx]).sum(1) / tokens[sft_idx].sum(1), dpo[dpo_idx].mean(1)
+
+    opt_sft, opt_dpo = losses("sft")[0], losses("dpo")[1]
+    out = {}
+    for group, runs in GROUPS.items():
+        per_run = np.stack([np.hypot(s - opt_sft, d - opt_dpo) for s, d in map(losses, runs)])  # (S, B)
+        out[group] = per_run[seed_picks[group], np.arange(per_run.shape[1])[None, :]].mean(0)  # seeds drawn too
+    return out
+
+
+def bootstrap(values: dict[str, tuple], resamples: int = RESAMPLES, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Each group's distance minus sequential's: point estimate and 95% percentile interval over resamples of the
+    held-out SFT examples and pairs (the same draw for every run: paired) and of a group's seeds."""
+    n_sft, n_dpo = len(values["sft"][0]), len(values["sft"][2])
+    rng = np.random.default_rng(seed)
+    sft_idx, dpo_idx = rng.integers(0, n_sft, (resamples, n_sft)), rng.integers(0, n_dpo, (resamples, n_dpo))
+    picks = {g: rng.integers(0, len(r), (len(r), resamples)) for g, r in GROUPS.items()}
+    drawn = distances(values, sft_idx, dpo_idx, picks)
+    point = distances(values, np.arange(n_sft)[None, :], np.arange(n_dpo)[None, :],
+                      {g: np.arange(len(r))[:, None] for g, r in GROUPS.items()})
+    out = {}
+    for group in GROUPS:
+        low, high = percentile_interval(drawn[group] - drawn["sequential"])
+        out[group] = {"distance": float(point[group][0]),
+                      "minus_sequential": float(point[group][0] - point["sequential"][0]), "low": low, "high": high}
+    return out
+
+
+def report(study: Study, state: dict) -> dict:
+    runs = methods(study)
+    values = {name: final_examples(study.runs / name) for name in runs}
+    optima = json.loads(optima_file(study).read_text())
+    final = {}
+    for name in runs:
+        sft, tokens, dpo = values[name]
+        final[name] = {"sft_loss": float((sft * tokens).sum() / tokens.sum()), "dpo_loss": float(dpo.mean())}
+        final[name]["distance"] = math.hypot(final[name]["sft_loss"] - optima["sft"],
+                                             final[name]["dpo_loss"] - optima["dpo"])
+        logged = json.loads((study.runs / name / "metrics.json").read_text())
+        final[name]["logged"] = {k: logged.get(k) for k in ("val/sft_loss", "val/dpo_loss", "schedule/sft_steps",
+                                                           "schedule/dpo_steps", "cost/train_seconds")}
+    subprocess.run([sys.executable, "-m", "src.eval.tradeoff", *(str(study.runs / n) for n in runs if n not in
+                    ("sft", "dpo")), f"--optima={optima_file(study)}", f"--out-dir={study.results}"],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    seed_model = {k: v for k, v in first_validation(study.runs / "sft").items()}
+    return {"config": {**study.sizes._asdict(), "lr": LR, "seed": SEED, "lam": LAM, "common": common(study),
+                       "methods": runs, "groups": GROUPS},
+            "optima": {k: optima[k] for k in ("sft", "dpo")}, "seed_model": seed_model, "final": final,
+            "versus_sequential": bootstrap(values), "resamples": RESAMPLES, **state}
+
+
+def first_validation(run_dir: Path) -> dict[str, float]:
+    """The step-0 validation (before any update: LoRA's B is zero, so this is the seed model)."""
+    lines = [json.loads(line) for line in (run_dir / "val_examples.jsonl").read_text().splitlines()]
+    at = [line for line in lines if line["step"] == 0]
+    sft = [line for line in at if line["objective"] == "sft"]
+    dpo = [line for line in at if line["objective"] == "dpo"]
+    return {"sft_loss": sum(x["val/sft_loss"] * x["weight"] for x in sft) / sum(x["weight"] for x in sft),
+            "dpo_loss": sum(x["val/dpo_loss"] for x in dpo) / len(dpo)}
+
+
+def table(metrics: dict) -> str:
+    lines = ["| run | SFT / DPO steps | held-out SFT loss | held-out DPO loss | distance to ideal | minus sequential "
+             "(95% CI) |", "|---|---|---|---|---|---|"]
+    seed = metrics["seed_model"]
+    lines.append(f"| seed model (step 0) | 0 / 0 | {seed['sft_loss']:.4f} | {seed['dpo_loss']:.4f} | - | - |")
+    groups = {run: g for g, runs in metrics["config"]["groups"].items() for run in runs}
+    for name, f in metrics["final"].items():
+        steps = f"{f['logged']['schedule/sft_steps'] or 0:.0f} / {f['logged']['schedule/dpo_steps'] or 0:.0f}"
+        versus = "-"
+        if name in groups and groups[name] != "sequential":
+            v = metrics["versus_sequential"][groups[name]]
+            versus = f"{v['minus_sequential']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}]"
+            versus += " (both coins)" if len(metrics["config"]["groups"][groups[name]]) > 1 else ""
+        lines.append(f"| {name} | {steps} | {f['sft_loss']:.4f} | {f['dpo_loss']:.4f} | {f['distance']:.4f} | "
+                     f"{versus} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report-only", action="store_true")
+    args = parse_args(parser, HERE)
+    study = Study.from_args(args, FULL, SMOKE)
+    state_file = study.results / "state.json"
+    if not args.report_only:
+        start = time.time()
+        state = run_study(study)
+        state["walls"]["study_s"] = time.time() - start
+        state_file.write_text(json.dumps(state, indent=1) + "\n")
+    metrics = report(study, json.loads(state_file.read_text()))
+    (study.results / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    print(table(metrics))
+    print("results:", shown(study.results))
+
+
+if __name__ == "__main__":
+    main()
