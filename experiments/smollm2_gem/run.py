@@ -55,7 +55,7 @@ class Sizes(NamedTuple):
 
 
 FULL = Sizes(train_per_kind=32, test_per_kind=10, val_rows=12, steps=40, lrs=(1e-4, 3e-4, 1e-3), seeds=(1, 2),
-             temperatures=(0.6, 1.0, 1.3), n=8, max_new_tokens=128)
+             temperatures=(0.6, 1.0), n=8, max_new_tokens=128)
 SMOKE = Sizes(train_per_kind=4, test_per_kind=1, val_rows=2, steps=2, lrs=(1e-3,), seeds=(1,), temperatures=(1.0,),
               n=2, max_new_tokens=8)
 OBJECTIVES = {"ce": ["module=ce"],
@@ -90,6 +90,18 @@ def train(study: Study, objective: str, lr: float, seed: int, walls: dict) -> Pa
         walls[f"train_{run.name}"] = run_logged("train.py", overrides, study.runs / "logs" / f"{run.name}.log", ROOT)
         shutil.rmtree(run / "checkpoints")  # 1 GB; the run is finished and hf/ is what the evaluations load
     return run
+
+
+def log_seconds(log: Path) -> float:
+    """A finished phase's wall seconds from its log: the first line's timestamp to the file's last write (so a study
+    stopped and run again still reports every phase it reuses)."""
+    import re
+    from datetime import datetime
+
+    first = re.search(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+)\]", log.read_text(), re.MULTILINE)
+    if first is None:
+        return float("nan")
+    return log.stat().st_mtime - datetime.strptime(first.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
 def final_val_ce(run: Path) -> float:
@@ -149,9 +161,11 @@ def report(study: Study, state: dict) -> dict:
     for t in s.temperatures:  # comparison.md per temperature: each method against CE, paired over problems and seeds
         paired_comparison({m: [study.runs / "eval" / f"{r}_T{t:g}" for r in runs] for m, runs in names.items()}, "ce",
                           study.results / f"T{t:g}")
-    return {"sizes": s._asdict(), "objectives": OBJECTIVES, "tuning": state["tuning"],
+    walls = {log.stem: log_seconds(log) for log in sorted((study.runs / "logs").glob("*.log"))}
+    walls |= {f"eval_{d.name}": log_seconds(d / "evaluate.log") for d in sorted((study.runs / "eval").iterdir())}
+    return {"sizes": s._asdict(), "objectives": OBJECTIVES, "tuning": state["tuning"], "walls": walls,
             "lr": {obj: min(by, key=by.get) for obj, by in state["tuning"].items()}, "means": means,
-            "matched_at_pass@1": matched, "interpolation": INTERPOLATION, "walls": state["walls"]}
+            "matched_at_pass@1": matched, "interpolation": INTERPOLATION, "study_s": state["walls"].get("study_s")}
 
 
 def table(metrics: dict) -> str:
