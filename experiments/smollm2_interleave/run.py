@@ -203,9 +203,26 @@ def run_study(study: Study) -> dict:
 
 # ---- the report: everything below reads runs/ only ----
 
-def final_examples(run_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def archive_examples(study: Study) -> None:
+    """Every run's per-example validation lines, gzipped under results/val_examples/ (small enough to commit)."""
+    import gzip
+
+    folder = study.results / "val_examples"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in methods(study):
+        data = (study.runs / name / "val_examples.jsonl").read_bytes()
+        (folder / f"{name}.jsonl.gz").write_bytes(gzip.compress(data, mtime=0))
+
+
+def examples(study: Study, name: str) -> list[dict]:
+    import gzip
+
+    text = gzip.decompress((study.results / "val_examples" / f"{name}.jsonl.gz").read_bytes()).decode()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def final_examples(lines: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The last validation's per-example values: (SFT loss [N], SFT label tokens [N], DPO loss [M])."""
-    lines = [json.loads(line) for line in (run_dir / "val_examples.jsonl").read_text().splitlines()]
     last = max(line["step"] for line in lines)
     sft = sorted((line for line in lines if line["step"] == last and line["objective"] == "sft"),
                  key=lambda line: line["batch"])
@@ -251,7 +268,7 @@ def bootstrap(values: dict[str, tuple], resamples: int = RESAMPLES, seed: int = 
 
 def report(study: Study, state: dict) -> dict:
     runs = methods(study)
-    values = {name: final_examples(study.runs / name) for name in runs}
+    values = {name: final_examples(examples(study, name)) for name in runs}
     optima = json.loads(optima_file(study).read_text())
     final = {}
     for name in runs:
@@ -259,22 +276,31 @@ def report(study: Study, state: dict) -> dict:
         final[name] = {"sft_loss": float((sft * tokens).sum() / tokens.sum()), "dpo_loss": float(dpo.mean())}
         final[name]["distance"] = math.hypot(final[name]["sft_loss"] - optima["sft"],
                                              final[name]["dpo_loss"] - optima["dpo"])
-        logged = json.loads((study.runs / name / "metrics.json").read_text())
-        final[name]["logged"] = {k: logged.get(k) for k in ("val/sft_loss", "val/dpo_loss", "schedule/sft_steps",
-                                                           "schedule/dpo_steps", "cost/train_seconds")}
-    subprocess.run([sys.executable, "-m", "src.eval.tradeoff", *(str(study.runs / n) for n in runs if n not in
-                    ("sft", "dpo")), f"--optima={optima_file(study)}", f"--out-dir={study.results}"],
-                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    seed_model = {k: v for k, v in first_validation(study.runs / "sft").items()}
+        final[name]["logged"] = logged_values(study, name)
+    if all((study.runs / n / "csv" / "metrics.csv").is_file() for n in runs):  # the plot needs the runs' own logs
+        joint = [str(study.runs / n) for n in runs if n not in ("sft", "dpo")]
+        subprocess.run([sys.executable, "-m", "src.eval.tradeoff", *joint, f"--optima={optima_file(study)}",
+                        f"--out-dir={study.results}"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    seed_model = first_validation(examples(study, "sft"))
     return {"config": {**study.sizes._asdict(), "lr": LR, "seed": SEED, "lam": LAM, "common": common(study),
                        "methods": runs, "groups": GROUPS},
             "optima": {k: optima[k] for k in ("sft", "dpo")}, "seed_model": seed_model, "final": final,
             "versus_sequential": bootstrap(values), "resamples": RESAMPLES, **state}
 
 
-def first_validation(run_dir: Path) -> dict[str, float]:
+def logged_values(study: Study, name: str) -> dict:
+    """What the run logged at its end (kept in metrics.json, so --report-only needs no runs/)."""
+    path = study.runs / name / "metrics.json"
+    if not path.is_file():
+        old = study.results / "metrics.json"
+        return json.loads(old.read_text())["final"][name]["logged"]
+    logged = json.loads(path.read_text())
+    return {k: logged.get(k) for k in ("val/sft_loss", "val/dpo_loss", "schedule/sft_steps", "schedule/dpo_steps",
+                                       "cost/train_seconds")}
+
+
+def first_validation(lines: list[dict]) -> dict[str, float]:
     """The step-0 validation (before any update: LoRA's B is zero, so this is the seed model)."""
-    lines = [json.loads(line) for line in (run_dir / "val_examples.jsonl").read_text().splitlines()]
     at = [line for line in lines if line["step"] == 0]
     sft = [line for line in at if line["objective"] == "sft"]
     dpo = [line for line in at if line["objective"] == "dpo"]
@@ -311,6 +337,7 @@ def main() -> None:
         state = run_study(study)
         state["walls"]["study_s"] = time.time() - start
         state_file.write_text(json.dumps(state, indent=1) + "\n")
+        archive_examples(study)
     metrics = report(study, json.loads(state_file.read_text()))
     (study.results / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     print(table(metrics))

@@ -70,7 +70,8 @@ def summarize(runs: list[Run], optima: dict[str, float]) -> list[dict[str, float
     for run in sorted(runs, key=lambda r: (r.lam, r.method)):
         gap_sft, gap_dpo = run.sft[-1] - optima["sft"], run.dpo[-1] - optima["dpo"]
         base = sequential.get(run.lam, math.nan)
-        rows.append({"method": run.method, "lam": run.lam, "steps": run.steps[-1] + 1, "sft_loss": run.sft[-1],
+        # a metrics row's step is the number of optimizer steps done
+        rows.append({"method": run.method, "lam": run.lam, "steps": run.steps[-1], "sft_loss": run.sft[-1],
                      "dpo_loss": run.dpo[-1], "sft_gap": gap_sft, "dpo_gap": gap_dpo,
                      "ideal_distance": math.hypot(gap_sft, gap_dpo), "train_s": run.seconds,
                      "time_vs_sequential_%": 100 * (run.seconds / base - 1), "peak_mb": run.peak_mb})

@@ -25,17 +25,17 @@ def write_run(root, name, target, lam, rows):
 def runs(tmp_path):
     seq = write_run(tmp_path, "seq", "src.interleave.schedules.Sequential", 0.5, [
         ",,0,0,0.69,3.0\n",  # the validation before training
-        "500,10.0,0,9,,\n",
-        ",,0,9,0.30,\n", ",,0,9,,2.0\n",  # val metrics of one step on two rows
+        "500,10.0,0,10,,\n",
+        ",,0,10,0.30,\n", ",,0,10,,2.0\n",  # val metrics of one step on two rows; row step = optimizer steps done
     ])
     alr = write_run(tmp_path, "alr", "src.interleave.schedules.Alright", 0.5, [
-        ",,0,0,0.69,3.0\n", "520,10.5,0,9,,\n", ",,0,9,0.25,1.8\n"])
+        ",,0,0,0.69,3.0\n", "520,10.5,0,10,,\n", ",,0,10,0.25,1.8\n"])
     return seq, alr
 
 
 def test_load_run_merges_the_validation_grid(runs):
     run = load_run(runs[0])
-    assert (run.method, run.lam, run.steps, run.sft, run.dpo) == ("sequential", 0.5, [0, 9], [3.0, 2.0], [0.69, 0.30])
+    assert (run.method, run.lam, run.steps, run.sft, run.dpo) == ("sequential", 0.5, [0, 10], [3.0, 2.0], [0.69, 0.30])
     assert run.seconds == 10.0 and run.peak_mb == 500.0
 
 
