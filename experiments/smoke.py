@@ -122,3 +122,27 @@ def paired_comparison(groups: dict[str, list[Path]], baseline: str, out_dir: Pat
     subprocess.run([sys.executable, "-m", "src.eval.compare", *dirs, *flags, f"--baseline={baseline}",
                     f"--out-dir={out_dir}"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return out_dir / "comparison.md"
+
+
+def study_from_cli(doc: str, here: Path, full: Any, smoke: Any) -> tuple[Study, bool]:
+    """A SmolLM2 study's command line (``--report-only``, ``--smoke``, ``--out``): ``(study, report_only)``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--report-only", action="store_true", help="the report again from what the runs left")
+    args = parse_args(parser, here)
+    return Study.from_args(args, full, smoke), args.report_only
+
+
+def study_state(study: Study, report_only: bool, run: Any, archive: Any) -> dict:
+    """Run the study's phases (``run(study)`` returns a JSON-able state with ``walls``), time the whole, keep the
+    state in ``results/state.json`` and ``archive(study)`` what the report needs; with ``report_only``, the state
+    the last run kept."""
+    import time
+
+    state_file = study.results / "state.json"
+    if not report_only:
+        start = time.time()
+        state = run(study)
+        state["walls"]["study_s"] = time.time() - start
+        state_file.write_text(json.dumps(state, indent=1) + "\n")
+        archive(study)
+    return json.loads(state_file.read_text())

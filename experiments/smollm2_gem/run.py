@@ -23,11 +23,9 @@ real entry-point run, one thread each, reused when finished:
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,7 +34,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the project root is not on sys.path
 
 from experiments.arithmetic import arithmetic_rows, check_disjoint, write_rows  # noqa: E402
-from experiments.smoke import Study, paired_comparison, parse_args, shown  # noqa: E402
+from experiments.smoke import Study, paired_comparison, shown, study_from_cli, study_state  # noqa: E402
 from src.eval.matched import INTERPOLATION, compare_curves  # noqa: E402
 from src.eval.reports.archive import archive_all  # noqa: E402
 from src.utils.machine import run_logged  # noqa: E402
@@ -202,18 +200,9 @@ def plot(metrics: dict, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--report-only", action="store_true")
-    args = parse_args(parser, HERE)
-    study = Study.from_args(args, FULL, SMOKE)
-    state_file = study.results / "state.json"
-    if not args.report_only:
-        start = time.time()
-        state = run_study(study)
-        state["walls"]["study_s"] = time.time() - start
-        state_file.write_text(json.dumps(state, indent=1) + "\n")
-        archive_all(study.runs / "eval", study.results / "samples")  # every evaluation, small enough to commit
-    state = json.loads(state_file.read_text())
+    study, report_only = study_from_cli(__doc__, HERE, FULL, SMOKE)
+    state = study_state(study, report_only, run_study,  # every evaluation's samples, small enough to commit
+                        lambda st: archive_all(st.runs / "eval", st.results / "samples"))
     metrics = report(study, state)
     (study.results / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     plot(metrics, study.results / "diversity_vs_pass1.png")

@@ -28,7 +28,6 @@ coin seeds), and the trade-off plot (``python -m src.eval.tradeoff``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import subprocess
@@ -43,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the project root is not on sys.path
 
-from experiments.smoke import Study, parse_args, shown  # noqa: E402
+from experiments.smoke import Study, shown, study_from_cli, study_state  # noqa: E402
 from src.eval.metrics.bootstrap import percentile_interval  # noqa: E402
 from src.interleave.optima import write_optima  # noqa: E402
 from src.utils.machine import run_logged  # noqa: E402
@@ -327,18 +326,9 @@ def table(metrics: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--report-only", action="store_true")
-    args = parse_args(parser, HERE)
-    study = Study.from_args(args, FULL, SMOKE)
-    state_file = study.results / "state.json"
-    if not args.report_only:
-        start = time.time()
-        state = run_study(study)
-        state["walls"]["study_s"] = time.time() - start
-        state_file.write_text(json.dumps(state, indent=1) + "\n")
-        archive_examples(study)
-    metrics = report(study, json.loads(state_file.read_text()))
+    study, report_only = study_from_cli(__doc__, HERE, FULL, SMOKE)
+    state = study_state(study, report_only, run_study, archive_examples)
+    metrics = report(study, state)
     (study.results / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     print(table(metrics))
     print("results:", shown(study.results))

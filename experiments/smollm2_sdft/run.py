@@ -25,12 +25,10 @@ the change of style can show. Every phase is a real entry-point run, one thread 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,7 +37,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the project root is not on sys.path
 
 from experiments.arithmetic import arithmetic_rows, check_disjoint, write_rows  # noqa: E402
-from experiments.smoke import Study, paired_comparison, parse_args, shown  # noqa: E402
+from experiments.smoke import Study, paired_comparison, shown, study_from_cli, study_state  # noqa: E402
 from src.eval.metrics.bootstrap import paired_bootstrap  # noqa: E402
 from src.eval.reports.archive import archive_all  # noqa: E402
 from src.utils.machine import run_logged  # noqa: E402
@@ -170,6 +168,7 @@ def evaluate(study: Study, model: Path, walls: dict) -> Path:
 
 
 def run_study(study: Study) -> dict:
+    """Every phase, reused when finished; ``{"walls": {phase: seconds}}`` of the phases run this time."""
     walls: dict[str, float] = {}
     write_data(study)
     seed_answers(study)
@@ -178,7 +177,7 @@ def run_study(study: Study) -> dict:
         for seed in study.sizes.seeds:
             for export in train_stages(study, method, seed, walls).values():
                 evaluate(study, export, walls)
-    return walls
+    return {"walls": walls}
 
 
 # ---- the report: everything below reads runs/ only ----
@@ -276,19 +275,10 @@ def plot(metrics: dict, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--report-only", action="store_true")
-    args = parse_args(parser, HERE)
-    study = Study.from_args(args, FULL, SMOKE)
-    walls_file = study.results / "walls.json"
-    walls = json.loads(walls_file.read_text()) if walls_file.is_file() else {}
-    if not args.report_only:
-        start = time.time()
-        walls |= run_study(study)
-        walls["study_s"] = walls.get("study_s", 0) + time.time() - start
-        walls_file.write_text(json.dumps(walls, indent=1) + "\n")
-        archive_all(study.runs / "eval", study.results / "samples")  # every evaluation, small enough to commit
-    metrics = json.loads(json.dumps(report(study, walls)))  # int keys become strings, as in the file
+    study, report_only = study_from_cli(__doc__, HERE, FULL, SMOKE)
+    state = study_state(study, report_only, run_study,  # every evaluation's samples, small enough to commit
+                        lambda st: archive_all(st.runs / "eval", st.results / "samples"))
+    metrics = json.loads(json.dumps(report(study, state["walls"])))  # int keys become strings, as in the file
     (study.results / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     last = study.sizes.stages[-1]  # comparison.md: SDFT against SFT at the last step, paired, seeds grouped
     paired_comparison({m: [study.runs / "eval" / f"{m}_s{sd}_step{last}" for sd in study.sizes.seeds]

@@ -28,7 +28,7 @@ REPORTS = {
     "sdft_toy": ["metrics.json", "results.md", "forgetting.png"],
     "smollm2_gem": ["metrics.json", "state.json", "diversity_vs_pass1.png"],
     "smollm2_interleave": ["metrics.json", "optima.json", "state.json", "tradeoff.md", "tradeoff.png"],
-    "smollm2_sdft": ["metrics.json", "walls.json", "comparison.md", "paired.png", "forgetting_vs_gain.png"],
+    "smollm2_sdft": ["metrics.json", "state.json", "comparison.md", "paired.png", "forgetting_vs_gain.png"],
 }
 # The studies that evaluate through eval.py: their samples are archived under results/samples/ (gzipped, to commit).
 ARCHIVED = {"diversity_toy", "sdft_toy", "smollm2_gem", "smollm2_sdft"}
