@@ -110,9 +110,10 @@ def write_data(folder: Path, n: int = STAND_IN_ROWS) -> Path:
     return folder
 
 
-def paired_comparison(groups: dict[str, list[Path]], baseline: str, out_dir: Path) -> Path:
+def paired_comparison(groups: dict[str, list[Path]], baseline: str, out_dir: Path) -> list[dict]:
     """``python -m src.eval.compare`` on the groups' evaluation directories (a group: one method's seeds), each
-    compared with ``baseline`` by paired bootstrap over prompts and seeds; returns the ``comparison.md`` it wrote."""
+    compared with ``baseline`` by paired bootstrap over prompts and seeds, into ``out_dir`` (``comparison.md``,
+    ``paired.png``); returns the rows of its ``paired.json``."""
     import subprocess
     import sys
 
@@ -121,7 +122,7 @@ def paired_comparison(groups: dict[str, list[Path]], baseline: str, out_dir: Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "src.eval.compare", *dirs, *flags, f"--baseline={baseline}",
                     f"--out-dir={out_dir}"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    return out_dir / "comparison.md"
+    return json.loads((out_dir / "paired.json").read_text())
 
 
 def study_from_cli(doc: str, here: Path, full: Any, smoke: Any) -> tuple[Study, bool]:

@@ -1,6 +1,7 @@
 """ALRIGHT vs MAXRIGHT vs Mix vs sequential on the toy world, lam in {0.25, 0.5, 0.75}: trade-off plot and table.
 
     python experiments/interleave_toy/run.py [--steps 200] [--lams 0.25 0.5 0.75] [--threads 1]
+    python experiments/interleave_toy/run.py --report-only   # the intervals again from results/val_examples/
     python experiments/interleave_toy/run.py --smoke     # 8 steps, lam 0.5: the same sweeps under smoke/
 
 Everything trains through ``train.py`` with Hydra multirun, the *_toy experiments shortened by ``--steps``:
@@ -9,11 +10,16 @@ Everything trains through ``train.py`` with Hydra multirun, the *_toy experiment
    losses become the ideal point ``results/optima.json`` (``src.interleave.optima``);
 2. ``-m experiment=alright_toy,mix_toy,sequential_toy interleave.lam=...``;
 3. ``-m experiment=maxright_toy interleave.lam=... interleave.optima_path=results/optima.json``;
-4. ``src.eval.tradeoff`` over the sweep's run dirs: ``results/tradeoff.{png,md}`` and ``results/results.md``.
+4. ``src.eval.tradeoff`` over the sweep's run dirs: ``results/tradeoff.{png,md}`` and ``results/results.md``;
+5. every method's distance to the ideal point minus sequential's at each lam, with a 95% paired bootstrap interval
+   over the held-out SFT examples and pairs (``src.eval.ideal_point``), from the per-example validation values that
+   ``callback=validation_examples`` writes (validation batch size 1); they are kept, gzipped, in
+   ``results/val_examples/``, and ``--report-only`` recomputes the intervals from them alone.
 
 Run dirs go to ``runs/`` (git-ignored); with ``--out DIR``, runs and results go to ``DIR/runs``, ``DIR/results``.
 Every run has the same seed, model initialisation, data order per stream, optimizer, step count and validation grid;
-the runs differ only in ``interleave``.
+the runs differ only in ``interleave``. The ideal point is the SFT-only and DPO-only runs' last held-out losses
+(XRIGHT's choice, ``take="last"``), so the intervals can resample it with the rest.
 """
 
 from __future__ import annotations
@@ -31,13 +37,18 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
 from experiments.smoke import parse_args  # noqa: E402
+from src.eval.ideal_point import read_lines, validation, versus  # noqa: E402
 from src.eval.tradeoff import load_run, markdown, plot, summarize  # noqa: E402
 from src.interleave.optima import write_optima  # noqa: E402
 
 # Short runs for a shared 2-core CPU: no exports or checkpoints, a validation every eighth of the run.
 COMMON = ["callbacks.hf_export=null", "callbacks.model_checkpoint=null", "callbacks.last_checkpoint=null",
           "callbacks.progress_bar=null",
-          "++trainer.enable_checkpointing=false", "++trainer.enable_model_summary=false"]
+          "++trainer.enable_checkpointing=false", "++trainer.enable_model_summary=false",
+          # per-example validation values, the units of the paired intervals (choice(): see multirun)
+          "data.sft.eval_batch_size=choice(1)", "data.prefs.eval_batch_size=choice(1)",
+          "+callback@callbacks.val_examples=validation_examples"]
+METHODS = ("sequential", "mix", "alright", "maxright")  # the sweep's runs are <method>_toy-lam<lam>
 
 
 def multirun(overrides: list[str], sweep_dir: Path, steps: int, threads: int) -> None:
@@ -54,8 +65,8 @@ def multirun(overrides: list[str], sweep_dir: Path, steps: int, threads: int) ->
 def describe(args: argparse.Namespace, optima: dict[str, float], minutes: float) -> str:
     return (f"Toy world: SFT on the toy tasks (every phrasing), DPO on style pairs (the concise phrasing over a "
             f"wordier one); tiny Llama h64 x 2 layers from scratch, SFT micro-batch 12, 4 pairs, lr 1e-3 constant, "
-            f"beta 0.1, {args.steps} optimizer steps per run, seed 42. Ideal point from SFT-only / DPO-only runs "
-            f"of the same length: L_sft* = {optima['sft']:.3f}, L_dpo* = {optima['dpo']:.3f}. Losses are held-out "
+            f"beta 0.1, {args.steps} optimizer steps per run, seed 42. Ideal point from the last validation of SFT-only / "
+            f"DPO-only runs of the same length: L_sft* = {optima['sft']:.3f}, L_dpo* = {optima['dpo']:.3f}. Losses are held-out "
             f"(100 SFT examples, 100 pairs) at the last step; train_s is the time of the optimizer steps "
             f"(cost/train_seconds), {args.threads} thread(s) on a shared 2-core CPU: single runs under whatever "
             f"load the machine had, so the time columns are indicative only (experiments/bench_interleave.py "
@@ -63,14 +74,51 @@ def describe(args: argparse.Namespace, optima: dict[str, float], minutes: float)
             f"{minutes:.1f} min.\n\n")
 
 
+def archive_examples(runs: Path, folder: Path) -> None:
+    """Every run's per-example validation lines, gzipped under ``folder`` (small enough to commit)."""
+    import gzip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for lines in sorted(runs.glob("*/*/val_examples.jsonl")):
+        (folder / f"{lines.parent.name}.jsonl.gz").write_bytes(gzip.compress(lines.read_bytes(), mtime=0))
+
+
+def intervals(folder: Path, lams: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{lam: {method: distance, minus_sequential, low, high}}`` from the archived per-example values."""
+    def examples(name: str):
+        return validation(read_lines(folder / f"{name}.jsonl.gz"))
+
+    out = {}
+    for lam in lams:
+        values = {"sft": examples("alright_toy-lam0.0"), "dpo": examples("alright_toy-lam1.0"),
+                  **{m: examples(f"{m}_toy-lam{lam}") for m in METHODS}}
+        out[lam] = versus(values, {m: [m] for m in METHODS}, "sequential", "sft", "dpo")
+    return out
+
+
+def interval_table(found: dict) -> str:
+    lines = ["| lam | method | distance to ideal | minus sequential (95% CI) |", "|---|---|---|---|"]
+    for lam, by_method in found.items():
+        for method, v in by_method.items():
+            cell = "-" if method == "sequential" else \
+                f"{v['minus_sequential']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]"
+            lines.append(f"| {lam} | {method} | {v['distance']:.3f} | {cell} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200, help="optimizer steps of every run")
     parser.add_argument("--lams", nargs="+", default=["0.25", "0.5", "0.75"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each run")
+    parser.add_argument("--report-only", action="store_true",
+                        help="the interval table again from results/val_examples/ (no runs/ needed)")
     args = parse_args(parser, HERE, steps=8, lams=["0.5"])
     runs, results = args.out / "runs", args.out / "results"
     results.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        print(interval_table(intervals(results / "val_examples", args.lams)))
+        return
     lams = f"choice({','.join(args.lams)})"  # choice(): a sweep even for one value (see multirun)
     start = time.time()
 
@@ -78,7 +126,7 @@ def main() -> None:
     sweep(["experiment=alright_toy", "interleave.lam=choice(0.0,1.0)"], runs / "optima")
     optima_path = results / "optima.json"
     optima = write_optima(runs / "optima" / "alright_toy-lam0.0", runs / "optima" / "alright_toy-lam1.0",
-                          optima_path)
+                          optima_path, take="last")
     sweep(["experiment=alright_toy,mix_toy,sequential_toy", f"interleave.lam={lams}"], runs / "sweep")
     sweep(["experiment=maxright_toy", f"interleave.lam={lams}", f"interleave.optima_path={optima_path}"],
           runs / "sweep")
@@ -88,9 +136,13 @@ def main() -> None:
     rows = summarize(loaded, optima)
     plot(loaded, optima, rows, results / "tradeoff.png")
     (results / "tradeoff.md").write_text(markdown(rows))
-    header = describe(args, optima, minutes)
-    (results / "results.md").write_text(header + markdown(rows))
-    print(header + markdown(rows))
+    archive_examples(runs, results / "val_examples")
+    paired = ("\nDistance to the ideal point minus sequential's, with 95% paired bootstrap intervals over the held-out "
+              "SFT examples and pairs (ideal point resampled with them; one training seed, one coin draw):\n\n"
+              + interval_table(intervals(results / "val_examples", args.lams)))
+    text = describe(args, optima, minutes) + markdown(rows) + paired
+    (results / "results.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -36,14 +36,12 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the project root is not on sys.path
 
 from experiments.smoke import Study, shown, study_from_cli, study_state  # noqa: E402
-from src.eval.metrics.bootstrap import percentile_interval  # noqa: E402
+from src.eval.ideal_point import read_lines, validation, versus  # noqa: E402
 from src.interleave.optima import write_optima  # noqa: E402
 from src.utils.machine import run_logged  # noqa: E402
 
@@ -214,65 +212,16 @@ def archive_examples(study: Study) -> None:
 
 
 def examples(study: Study, name: str) -> list[dict]:
-    import gzip
-
-    text = gzip.decompress((study.results / "val_examples" / f"{name}.jsonl.gz").read_bytes()).decode()
-    return [json.loads(line) for line in text.splitlines()]
-
-
-def final_examples(lines: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The last validation's per-example values: (SFT loss [N], SFT label tokens [N], DPO loss [M])."""
-    last = max(line["step"] for line in lines)
-    sft = sorted((line for line in lines if line["step"] == last and line["objective"] == "sft"),
-                 key=lambda line: line["batch"])
-    dpo = sorted((line for line in lines if line["step"] == last and line["objective"] == "dpo"),
-                 key=lambda line: line["batch"])
-    return (np.array([line["val/sft_loss"] for line in sft]), np.array([line["weight"] for line in sft], float),
-            np.array([line["val/dpo_loss"] for line in dpo]))
-
-
-def distances(values: dict[str, tuple], sft_idx: np.ndarray, dpo_idx: np.ndarray,
-              seed_picks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per resample (rows of the index arrays): each group's distance to the ideal point, the ideal point taken from
-    the SFT-only and DPO-only runs on the same resample. Losses: SFT token-weighted, DPO a mean over pairs."""
-    def losses(run: str) -> tuple[np.ndarray, np.ndarray]:
-        sft, tokens, dpo = values[run]
-        return (sft[sft_idx] * tokens[sft_idx]).sum(1) / tokens[sft_idx].sum(1), dpo[dpo_idx].mean(1)
-
-    opt_sft, opt_dpo = losses("sft")[0], losses("dpo")[1]
-    out = {}
-    for group, runs in GROUPS.items():
-        per_run = np.stack([np.hypot(s - opt_sft, d - opt_dpo) for s, d in map(losses, runs)])  # (S, B)
-        out[group] = per_run[seed_picks[group], np.arange(per_run.shape[1])[None, :]].mean(0)  # seeds drawn too
-    return out
-
-
-def bootstrap(values: dict[str, tuple], resamples: int = RESAMPLES, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Each group's distance minus sequential's: point estimate and 95% percentile interval over resamples of the
-    held-out SFT examples and pairs (the same draw for every run: paired) and of a group's seeds."""
-    n_sft, n_dpo = len(values["sft"][0]), len(values["sft"][2])
-    rng = np.random.default_rng(seed)
-    sft_idx, dpo_idx = rng.integers(0, n_sft, (resamples, n_sft)), rng.integers(0, n_dpo, (resamples, n_dpo))
-    picks = {g: rng.integers(0, len(r), (len(r), resamples)) for g, r in GROUPS.items()}
-    drawn = distances(values, sft_idx, dpo_idx, picks)
-    point = distances(values, np.arange(n_sft)[None, :], np.arange(n_dpo)[None, :],
-                      {g: np.arange(len(r))[:, None] for g, r in GROUPS.items()})
-    out = {}
-    for group in GROUPS:
-        low, high = percentile_interval(drawn[group] - drawn["sequential"])
-        out[group] = {"distance": float(point[group][0]),
-                      "minus_sequential": float(point[group][0] - point["sequential"][0]), "low": low, "high": high}
-    return out
+    return read_lines(study.results / "val_examples" / f"{name}.jsonl.gz")
 
 
 def report(study: Study, state: dict) -> dict:
     runs = methods(study)
-    values = {name: final_examples(examples(study, name)) for name in runs}
+    values = {name: validation(examples(study, name)) for name in runs}
     optima = json.loads(optima_file(study).read_text())
     final = {}
     for name in runs:
-        sft, tokens, dpo = values[name]
-        final[name] = {"sft_loss": float((sft * tokens).sum() / tokens.sum()), "dpo_loss": float(dpo.mean())}
+        final[name] = dict(zip(("sft_loss", "dpo_loss"), values[name].losses()))
         final[name]["distance"] = math.hypot(final[name]["sft_loss"] - optima["sft"],
                                              final[name]["dpo_loss"] - optima["dpo"])
         final[name]["logged"] = logged_values(study, name)
@@ -284,7 +233,8 @@ def report(study: Study, state: dict) -> dict:
     return {"config": {**study.sizes._asdict(), "lr": LR, "seed": SEED, "lam": LAM, "common": common(study),
                        "methods": runs, "groups": GROUPS},
             "optima": {k: optima[k] for k in ("sft", "dpo")}, "seed_model": seed_model, "final": final,
-            "versus_sequential": bootstrap(values), "resamples": RESAMPLES, **state}
+            "versus_sequential": versus(values, GROUPS, "sequential", "sft", "dpo", RESAMPLES),
+            "resamples": RESAMPLES, **state}
 
 
 def logged_values(study: Study, name: str) -> dict:
@@ -300,11 +250,7 @@ def logged_values(study: Study, name: str) -> dict:
 
 def first_validation(lines: list[dict]) -> dict[str, float]:
     """The step-0 validation (before any update: LoRA's B is zero, so this is the seed model)."""
-    at = [line for line in lines if line["step"] == 0]
-    sft = [line for line in at if line["objective"] == "sft"]
-    dpo = [line for line in at if line["objective"] == "dpo"]
-    return {"sft_loss": sum(x["val/sft_loss"] * x["weight"] for x in sft) / sum(x["weight"] for x in sft),
-            "dpo_loss": sum(x["val/dpo_loss"] for x in dpo) / len(dpo)}
+    return dict(zip(("sft_loss", "dpo_loss"), validation(lines, step=0).losses()))
 
 
 def table(metrics: dict) -> str:
@@ -315,13 +261,13 @@ def table(metrics: dict) -> str:
     groups = {run: g for g, runs in metrics["config"]["groups"].items() for run in runs}
     for name, f in metrics["final"].items():
         steps = f"{f['logged']['schedule/sft_steps'] or 0:.0f} / {f['logged']['schedule/dpo_steps'] or 0:.0f}"
-        versus = "-"
+        cell = "-"
         if name in groups and groups[name] != "sequential":
             v = metrics["versus_sequential"][groups[name]]
-            versus = f"{v['minus_sequential']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}]"
-            versus += " (both coins)" if len(metrics["config"]["groups"][groups[name]]) > 1 else ""
+            cell = f"{v['minus_sequential']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}]"
+            cell += " (both coins)" if len(metrics["config"]["groups"][groups[name]]) > 1 else ""
         lines.append(f"| {name} | {steps} | {f['sft_loss']:.4f} | {f['dpo_loss']:.4f} | {f['distance']:.4f} | "
-                     f"{versus} |")
+                     f"{cell} |")
     return "\n".join(lines)
 
 

@@ -15,7 +15,8 @@ labelled by row otherwise.
 
 When every run has ``samples.jsonl``, ``comparison.md`` also gets ``## Paired differences``: each method's
 difference from the baseline per metric, with a 95% paired bootstrap interval over prompts and seeds, and
-``paired.png`` draws them as error bars (src/eval/reports/paired.py; ``--resamples 0`` leaves them out).
+``paired.png`` draws them as error bars and ``paired.json`` holds them unrounded (src/eval/reports/paired.py;
+``--resamples 0`` leaves them out).
 """
 
 from __future__ import annotations

@@ -73,6 +73,11 @@ def test_cli_row_has_the_paired_difference_and_interval(tmp_path):
     assert set(rows) - {"metric"} == {f"{TASK}/{m}" for m in ("accuracy", "pass@2", "maj@2", "bon_logprob@2",
                                                                "distinct_2", "self_bleu")}
     assert (tmp_path / "out" / "paired.png").stat().st_size > 5_000
+    record = next(r for r in json.loads((tmp_path / "out" / "paired.json").read_text())
+                  if r["metric"] == f"{TASK}/accuracy")  # the same row, unrounded, for a study's report
+    assert record == {"metric": f"{TASK}/accuracy", "baseline": "base", "method": "gem", "baseline_value": 0.4,
+                      "method_value": 0.7, "difference": interval.difference, "low": interval.low,
+                      "high": interval.high, "prompts": 5, "seeds": [1, 1], "dropped": 0}
 
 
 def test_prompts_are_matched_by_id_not_by_line(tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from src.eval.reports.compare_figure import figure
-from src.eval.reports.paired import group_methods, has_samples, paired_markdown, paired_rows
+from src.eval.reports.paired import PairedRow, group_methods, has_samples, paired_markdown, paired_rows
 from src.eval.reports.paired_figure import paired_figure
 from src.eval.reports.report import AT_K, format_value
 from src.eval.reports.swept import swept, text
@@ -156,7 +156,7 @@ def write_figure(runs: list[EvalRun], cols: list[str], path: Path) -> str:
 
 def paired_section(runs: list[EvalRun], cols: list[str], groups: dict[str, list[Path]], args: argparse.Namespace,
                    out: Path) -> str:
-    """The paired differences (and ``paired.png``) when every run has samples and there are two methods, else ""."""
+    """The paired differences (and ``paired.png``, ``paired.json``) when every run has samples and there are two methods, else ""."""
     methods = group_methods(runs, groups)
     asked = bool(groups or args.baseline)
     if args.resamples <= 0 or len(methods) < 2 or not has_samples(runs):
@@ -165,6 +165,7 @@ def paired_section(runs: list[EvalRun], cols: list[str], groups: dict[str, list[
         return ""
     rows, left_out = paired_rows(methods, args.baseline, cols, args.resamples, args.bootstrap_seed,
                                  args.allow_missing)
+    (out / "paired.json").write_text(json.dumps([paired_record(row) for row in rows], indent=1) + "\n")
     if rows:
         import matplotlib.pyplot as plt
 
@@ -172,3 +173,11 @@ def paired_section(runs: list[EvalRun], cols: list[str], groups: dict[str, list[
         fig.savefig(out / "paired.png", dpi=100)
         plt.close(fig)
     return "\n" + paired_markdown(rows, left_out, methods, args.resamples, args.bootstrap_seed)
+
+
+def paired_record(row: PairedRow) -> dict:
+    """A paired row as ``paired.json`` holds it: what a study's report reads instead of parsing ``comparison.md``."""
+    i = row.interval
+    return {"metric": row.metric, "baseline": row.baseline, "method": row.method, "baseline_value": i.baseline,
+            "method_value": i.method, "difference": i.difference, "low": i.low, "high": i.high,
+            "prompts": row.prompts, "seeds": list(row.seeds), "dropped": row.dropped}
