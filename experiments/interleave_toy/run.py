@@ -65,9 +65,10 @@ def multirun(overrides: list[str], sweep_dir: Path, steps: int, threads: int) ->
 def describe(args: argparse.Namespace, optima: dict[str, float], minutes: float) -> str:
     return (f"Toy world: SFT on the toy tasks (every phrasing), DPO on style pairs (the concise phrasing over a "
             f"wordier one); tiny Llama h64 x 2 layers from scratch, SFT micro-batch 12, 4 pairs, lr 1e-3 constant, "
-            f"beta 0.1, {args.steps} optimizer steps per run, seed 42. Ideal point from the last validation of SFT-only / "
-            f"DPO-only runs of the same length: L_sft* = {optima['sft']:.3f}, L_dpo* = {optima['dpo']:.3f}. Losses are held-out "
-            f"(100 SFT examples, 100 pairs) at the last step; train_s is the time of the optimizer steps "
+            f"beta 0.1, {args.steps} optimizer steps per run, seed 42. Ideal point from the last validation of "
+            f"SFT-only / DPO-only runs of the same length: L_sft* = {optima['sft']:.3f}, L_dpo* = "
+            f"{optima['dpo']:.3f}. Losses are held-out (100 SFT examples, 100 pairs) at the last step; train_s is "
+            f"the time of the optimizer steps "
             f"(cost/train_seconds), {args.threads} thread(s) on a shared 2-core CPU: single runs under whatever "
             f"load the machine had, so the time columns are indicative only (experiments/bench_interleave.py "
             f"measures cost with interleaved repeats). Whole sweep ({2 + 4 * len(args.lams)} runs): "

@@ -156,7 +156,8 @@ def write_figure(runs: list[EvalRun], cols: list[str], path: Path) -> str:
 
 def paired_section(runs: list[EvalRun], cols: list[str], groups: dict[str, list[Path]], args: argparse.Namespace,
                    out: Path) -> str:
-    """The paired differences (and ``paired.png``, ``paired.json``) when every run has samples and there are two methods, else ""."""
+    """The paired differences (and ``paired.png``, ``paired.json``) when every run has samples and there are two
+    methods, else ""."""
     methods = group_methods(runs, groups)
     asked = bool(groups or args.baseline)
     if args.resamples <= 0 or len(methods) < 2 or not has_samples(runs):
