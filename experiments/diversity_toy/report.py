@@ -124,6 +124,29 @@ def plot_at_k(summary: dict, temperature: str, path: Path) -> None:
     plt.close(fig)
 
 
+PAIRED = [("toyworld_sampled/accuracy", "pass@1"), ("toyworld_sampled/pass@16", "pass@16"),
+          ("toyworld_sampled/maj@16", "maj@16"), ("toyworld_sampled/self_bleu", "self-BLEU"),
+          ("toyworld_sampled/distinct_2", "distinct-2")]
+
+
+def paired_table(report: dict) -> list[str]:
+    """Each objective minus CE per temperature: difference [95% CI] (run.py's ``paired``, from the samples)."""
+    if not report.get("paired"):
+        return []
+    lines = ["## Each objective minus CE, with intervals", "",
+             "At the same temperature (not at matched accuracy): difference of the means over seeds, and a 95% paired "
+             "bootstrap interval over the prompts and the seeds (`T<t>/comparison.md`, `T<t>/paired.png`).", "",
+             "| T | objective | " + " | ".join(label for _, label in PAIRED) + " |", "|---|---|" + "---|" * len(PAIRED)]
+    for t, rows in report["paired"].items():
+        found = {(r["method"], r["metric"]): r for r in rows}
+        for name in dict.fromkeys(r["method"] for r in rows):
+            cells = [found.get((name, metric)) for metric, _ in PAIRED]
+            lines.append(f"| {t} | {name} | " + " | ".join(
+                "-" if r is None else f"{r['difference']:+.3g} [{r['low']:+.3g}, {r['high']:+.3g}]" for r in cells)
+                + " |")
+    return [*lines, ""]
+
+
 def kept_reading(path: Path) -> str:
     text = path.read_text() if path.exists() else ""
     return text[text.index(READING):] if READING in text else f"{READING}\n\n(to be written)\n"
@@ -147,7 +170,7 @@ def markdown(report: dict, summary: dict, reading: str) -> str:
         "## Matched accuracy: each objective against CE's frontier at the same pass@1", "",
         "Value of the objective (mean over seeds), and in brackets CE's value interpolated linearly between its "
         "temperatures at the same mean pass@1 (— where CE's temperatures do not reach that pass@1).", "",
-        *matched_table(summary), "",
+        *matched_table(summary), "", *paired_table(report),
         "## Commands and time", "", "```", *report["commands"], "```", "",
         f"lr sweep: {len(s['lrs']) * len(s['objectives'])} runs of `train.py` at seed {s['sweep_seed']} (same command "
         f"with `module.optimizer.lr=` of the grid). The last invocation of run.py took {timing['wall_min']:.1f} min "

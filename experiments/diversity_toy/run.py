@@ -13,7 +13,9 @@
    phrasings and the data order). Fresh seeds by default, so the evaluated runs are not the ones the lr was picked on.
 3. ``eval.py eval=toy_sampling`` samples 16 answers for each of ``--prompts`` held-out problems at every
    temperature of ``--temps``: pass@k, maj@k, best-of-n by log-prob, distinct-n and self-BLEU.
-4. ``report.py`` writes results/metrics.json, results.md, frontier.png and at_k.png.
+4. ``report.py`` writes results/metrics.json, results.md, frontier.png and at_k.png; each objective minus CE at
+   every temperature, with 95% paired bootstrap intervals over prompts and seeds, comes from the samples archived in
+   results/samples/ (``python -m src.eval.compare``, results/T<t>/comparison.md), so ``--report-only`` redoes it.
 
 A run is reused when it has finished (its metrics.json exists), so an interrupted study resumes where it stopped;
 its directory names hold every setting that changes it (steps, objective, lr, seed; prompts and temperature).
@@ -39,8 +41,8 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 
 from report import write_report  # noqa: E402
 
+from experiments.smoke import paired_comparison, shown  # noqa: E402
 from experiments.smoke import parse_args as parse_study_args  # noqa: E402
-from experiments.smoke import shown  # noqa: E402
 from src.eval.reports.archive import archive_all  # noqa: E402
 
 OBJECTIVES = {
@@ -164,6 +166,22 @@ def final_runs(args: argparse.Namespace, chosen: dict[str, float], timing: dict[
                    for seed in args.seeds} for name in args.objectives}
 
 
+def paired(report: dict, out: Path) -> dict[str, list[dict]]:
+    """Per temperature, each objective minus CE with a 95% paired bootstrap interval over prompts and seeds, from the
+    archived samples (``python -m src.eval.compare``; ``out/T<t>/comparison.md``): ``{T: paired.json rows}``."""
+    s = report["settings"]
+    if "CE" not in s["objectives"] or len(s["objectives"]) < 2:
+        return {}
+
+    def evals(name: str, t: float) -> list[Path]:
+        lr = report["chosen_lr"][name]
+        return [out / "samples" / f"steps{s['steps']}" / name / f"lr{lr:g}" / f"seed{seed}" / "eval"
+                / f"p{s['prompts']}_t{t:g}" for seed in s["seeds"]]
+
+    return {f"{t:g}": paired_comparison({name: evals(name, t) for name in s["objectives"]}, "CE", out / f"T{t:g}")
+            for t in s["temps"]}
+
+
 def example_commands(args: argparse.Namespace, chosen: dict[str, float]) -> list[str]:
     """The exact command of the first seed's run of each objective, and of one of its evaluations."""
     jobs = [train_job(args, name, chosen[name], args.seeds[0]) for name in args.objectives]
@@ -194,8 +212,11 @@ def main() -> None:
     args = parse_args()
     out = args.out / "results"
     out.mkdir(parents=True, exist_ok=True)
-    if args.report_only:
-        write_report(json.loads((out / "metrics.json").read_text()), out)
+    if args.report_only:  # from metrics.json and the archived samples
+        report = json.loads((out / "metrics.json").read_text())
+        report["paired"] = paired(report, out)
+        (out / "metrics.json").write_text(json.dumps(report, indent=2))
+        write_report(report, out)
         return
     start, timing = time.time(), {}
     table, chosen = sweep(args, timing)
@@ -208,8 +229,9 @@ def main() -> None:
                      *example_commands(args, chosen)],
         "timing": {**timing, "wall_min": (time.time() - start) / 60, "skip_train": args.skip_train},
     }
-    (out / "metrics.json").write_text(json.dumps(report, indent=2))
     archive_all(args.out / "runs", out / "samples")  # every evaluation's samples, small enough to commit
+    report["paired"] = paired(report, out)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
     write_report(report, out)
 
 

@@ -134,7 +134,7 @@ def run_study(study: Study) -> dict:
     return {"walls": walls, "tuning": tuning, "models": {k: str(v) for k, v in models.items()}}
 
 
-# ---- the report: everything below reads runs/ only ----
+# ---- the report: everything below reads results/ (the archived evaluations), so --report-only needs no runs/
 
 def key(column: str, n: int) -> str:
     return "arithmetic/" + column.format(n=n)
@@ -148,7 +148,8 @@ def report(study: Study, state: dict) -> dict:
     for method, runs in names.items():
         means[method] = {}
         for t in s.temperatures:
-            found = [json.loads((study.runs / "eval" / f"{r}_T{t:g}" / "metrics.json").read_text()) for r in runs]
+            found = [json.loads((study.results / "samples" / f"{r}_T{t:g}" / "metrics.json").read_text())
+                     for r in runs]
             means[method][f"{t:g}"] = {c: sum(m[c] for m in found) / len(found) for c in cols}
     matched = {}
     for obj in ("gem_logsigmoid", "gem_linear"):
@@ -157,13 +158,20 @@ def report(study: Study, state: dict) -> dict:
                          for t in s.temperatures] for m in ("ce", obj)}
             matched[f"{obj}/{y.split('/')[-1]}"] = compare_curves(curve["ce"], curve[obj], ties="mean").__dict__
     for t in s.temperatures:  # comparison.md per temperature: each method against CE, paired over problems and seeds
-        paired_comparison({m: [study.runs / "eval" / f"{r}_T{t:g}" for r in runs] for m, runs in names.items()}, "ce",
-                          study.results / f"T{t:g}")
-    walls = {log.stem: log_seconds(log) for log in sorted((study.runs / "logs").glob("*.log"))}
-    walls |= {f"eval_{d.name}": log_seconds(d / "evaluate.log") for d in sorted((study.runs / "eval").iterdir())}
-    return {"sizes": s._asdict(), "objectives": OBJECTIVES, "tuning": state["tuning"], "walls": walls,
+        paired_comparison({m: [study.results / "samples" / f"{r}_T{t:g}" for r in runs] for m, runs in names.items()},
+                          "ce", study.results / f"T{t:g}")
+    return {"sizes": s._asdict(), "objectives": OBJECTIVES, "tuning": state["tuning"], "walls": phase_walls(study),
             "lr": {obj: min(by, key=by.get) for obj, by in state["tuning"].items()}, "means": means,
             "matched_at_pass@1": matched, "interpolation": INTERPOLATION, "study_s": state["walls"].get("study_s")}
+
+
+def phase_walls(study: Study) -> dict[str, float]:
+    """Every phase's wall seconds from its log in runs/; without runs/, what the last full run kept."""
+    if not (study.runs / "logs").is_dir():
+        return json.loads((study.results / "metrics.json").read_text())["walls"]
+    walls = {log.stem: log_seconds(log) for log in sorted((study.runs / "logs").glob("*.log"))}
+    walls |= {f"eval_{d.name}": log_seconds(d / "evaluate.log") for d in sorted((study.runs / "eval").iterdir())}
+    return walls
 
 
 def table(metrics: dict) -> str:

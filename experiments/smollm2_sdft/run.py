@@ -1,7 +1,7 @@
 """SDFT vs SFT on SmolLM2-135M-Instruct: a new answer style, forgetting read at equal new-task gain.
 
     python experiments/smollm2_sdft/run.py                # every phase (reused when finished), then the report
-    python experiments/smollm2_sdft/run.py --report-only  # the report again from runs/ (no training, no generation)
+    python experiments/smollm2_sdft/run.py --report-only  # the report again from results/ (no runs/ needed)
     python experiments/smollm2_sdft/run.py --smoke        # tiny stand-ins, 1-2 steps, under smoke/ (CI)
 
 The claim (Yang et al. 2024): fine-tuning on the seed model's own rewrites of the training answers (SDFT) forgets
@@ -40,6 +40,7 @@ from experiments.arithmetic import arithmetic_rows, check_disjoint, write_rows  
 from experiments.smoke import Study, paired_comparison, shown, study_from_cli, study_state  # noqa: E402
 from src.eval.metrics.bootstrap import paired_bootstrap  # noqa: E402
 from src.eval.reports.archive import archive_all  # noqa: E402
+from src.eval.reports.per_prompt import load_samples  # noqa: E402
 from src.utils.machine import run_logged  # noqa: E402
 
 
@@ -180,14 +181,13 @@ def run_study(study: Study) -> dict:
     return {"walls": walls}
 
 
-# ---- the report: everything below reads runs/ only ----
+# ---- the report: everything below reads results/ only (the archived evaluations), so --report-only needs no runs/
 
 def load(study: Study, name: str) -> dict:
-    folder = study.runs / "eval" / name
+    folder = study.results / "samples" / name
     metrics = json.loads((folder / "metrics.json").read_text())
-    samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
-    general = sorted((r for r in samples if r["task"] == "general"), key=lambda r: r["id"])
-    task = sorted((r for r in samples if r["task"] == "new_task"), key=lambda r: r["id"])
+    by_task = load_samples(folder / "samples.jsonl.gz")  # greedy: one record per prompt id
+    general, task = ([records[0] for _, records in sorted(by_task[t].items())] for t in ("general", "new_task"))
     return {"accuracy": metrics["new_task/accuracy"], "answers_nll": metrics["answers_nll/nll"],
             "ppl": metrics["ppl/ppl"], "spill": sum(SPILL in r["response"] for r in general) / len(general),
             "general_tokens": metrics["general/mean_new_tokens"],
@@ -200,8 +200,13 @@ def load(study: Study, name: str) -> dict:
 
 
 def replaced_fraction(study: Study) -> float | None:
+    """The share of golds the first seed's SDFT rewrites replaced (its distill summary; without runs/, the value
+    the last full run kept in results/metrics.json)."""
     summaries = sorted((study.runs / f"sdft_s{study.sizes.seeds[0]}").glob("distill/summary.json"))
-    return json.loads(summaries[0].read_text())["replaced_fraction"] if summaries else None
+    if summaries:
+        return json.loads(summaries[0].read_text())["replaced_fraction"]
+    kept = study.results / "metrics.json"
+    return json.loads(kept.read_text()).get("replaced_fraction") if kept.is_file() else None
 
 
 def report(study: Study, walls: dict) -> dict:
@@ -281,7 +286,7 @@ def main() -> None:
     metrics = json.loads(json.dumps(report(study, state["walls"])))  # int keys become strings, as in the file
     (study.results / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     last = study.sizes.stages[-1]  # comparison.md: SDFT against SFT at the last step, paired, seeds grouped
-    paired_comparison({m: [study.runs / "eval" / f"{m}_s{sd}_step{last}" for sd in study.sizes.seeds]
+    paired_comparison({m: [study.results / "samples" / f"{m}_s{sd}_step{last}" for sd in study.sizes.seeds]
                        for m in METHODS}, "sft", study.results)
     plot(metrics, study.results / "forgetting_vs_gain.png")
     print(table(metrics))

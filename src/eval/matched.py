@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from src.utils.checks import require_choice
+
 INTERPOLATION = ("linear interpolation between each curve's two nearest measured points, curves sorted by x; no "
                  "extrapolation: x outside the range both curves cover is not comparable")
 
@@ -45,8 +47,7 @@ def sorted_curve(points: Curve, name: str = "curve", ties: str = "error") -> tup
     """``(x, y)`` ascending in x; repeated identical points merged. A repeated x with another y is an error, or with
     ``ties="mean"`` one point at the mean of its y values (a score on a few prompts takes few values, so two exported
     steps can share an x: the mean is the curve's best reading there)."""
-    if ties not in TIES:
-        raise ValueError(f"ties={ties!r}: expected one of {TIES}")
+    require_choice("ties", ties, TIES)
     unique = sorted(set((float(x), float(y)) for x, y in points))
     if not unique:
         raise ValueError(f"{name}: no points")

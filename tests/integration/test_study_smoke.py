@@ -2,13 +2,15 @@
 
 Each study runs its real ``train.py`` / ``eval.py`` commands, phases and report code at a tiny size into ``tmp_path``
 (``--out``), with stand-ins for what CI lacks (``experiments/smoke.py``). It must exit 0, write its report there, and
-leave its own folder (the committed ``results/``, pairs and data files) untouched. A new study is picked up by the glob.
+leave its own folder (the committed ``results/``, pairs and data files) untouched; then ``--report-only`` must
+rebuild the report with ``runs/`` deleted, from what ``results/`` keeps. A new study is picked up by the glob.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +33,9 @@ REPORTS = {
     "smollm2_sdft": ["metrics.json", "state.json", "comparison.md", "paired.png", "forgetting_vs_gain.png"],
 }
 # The studies that evaluate through eval.py: their samples are archived under results/samples/ (gzipped, to commit).
-ARCHIVED = {"diversity_toy", "sdft_toy", "smollm2_gem", "smollm2_sdft"}
+ARCHIVED = {"diversity_toy", "objectives_toy", "sdft_toy", "smollm2_gem", "smollm2_sdft"}
+# The interleave studies keep each validation's per-example values instead (callback=validation_examples).
+VAL_EXAMPLES = {"interleave_toy", "smollm2_interleave"}
 TIMEOUT_S = 400
 
 
@@ -57,6 +61,14 @@ def test_study_smoke(study, tmp_path):
     assert all((results / name).stat().st_size > 0 for name in written), f"an empty report file in {results}"
     if study in ARCHIVED:
         assert list((results / "samples").rglob("samples.jsonl.gz")), f"{study} archived no evaluation samples"
+    if study in VAL_EXAMPLES:
+        assert list((results / "val_examples").glob("*.jsonl.gz")), f"{study} archived no validation examples"
+
+    # the committed results/ alone rebuild the report: --report-only with runs/ gone
+    shutil.rmtree(out / "runs")
+    proc = subprocess.run([sys.executable, f"experiments/{study}/run.py", "--smoke", "--out", str(out),
+                           "--report-only"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert snapshot(ROOT / "experiments" / study) == before, f"--smoke wrote into experiments/{study}/"
 
 
