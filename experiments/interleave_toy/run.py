@@ -93,7 +93,7 @@ def intervals(folder: Path, lams: list[str]) -> dict[str, dict[str, dict[str, fl
     for lam in lams:
         values = {"sft": examples("alright_toy-lam0.0"), "dpo": examples("alright_toy-lam1.0"),
                   **{m: examples(f"{m}_toy-lam{lam}") for m in METHODS}}
-        out[lam] = versus(values, {m: [m] for m in METHODS}, "sequential", "sft", "dpo")
+        out[lam] = versus(values, {m: [m] for m in METHODS}, "sequential", ["sft"], ["dpo"])
     return out
 
 

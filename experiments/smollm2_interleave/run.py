@@ -51,13 +51,15 @@ class Sizes(NamedTuple):
     max_new_tokens: int  # of the seed's responses
     steps: int
     val_every: int
+    seeds: tuple[int, ...]  # training seeds: LoRA initialisation and data order; every method runs at each
 
 
 FULL = Sizes({"pairs_train": (0, 80), "pairs_test": (80, 128), "sft_test": (128, 176), "sft_train": (176, 2000)},
-             max_new_tokens=128, steps=40, val_every=10)
+             max_new_tokens=128, steps=40, val_every=10, seeds=(42, 2))
 SMOKE = Sizes({"pairs_train": (0, 4), "pairs_test": (4, 8), "sft_test": (8, 12), "sft_train": (12, 24)},
-              max_new_tokens=8, steps=4, val_every=2)
-LR, SEED, LAM, RESAMPLES = 2e-4, 42, 0.5, 10_000
+              max_new_tokens=8, steps=4, val_every=2, seeds=(42,))
+LR, LAM, RESAMPLES = 2e-4, 0.5, 10_000
+COINS = (1, 2)  # ALRIGHT's coin seeds (interleave.seed) at each training seed
 
 
 def pairs_dir(study: Study) -> Path:
@@ -72,8 +74,10 @@ def conflict_dir(study: Study) -> Path:
     return study.runs / "conflict_pairs"
 
 
-def optima_file(study: Study) -> Path:
-    return study.results / "optima.json"
+def optima_file(study: Study, seed: int | None = None) -> Path:
+    """A training seed's ideal point (what its MAXRIGHT run reads), or with no seed the mean over seeds (the one the
+    distances are measured to)."""
+    return study.results / ("optima.json" if seed is None else f"optima_s{seed}.json")
 
 
 def common(study: Study) -> list[str]:
@@ -83,7 +87,7 @@ def common(study: Study) -> list[str]:
             f"data.prefs.path={conflict_dir(study)}", "data.prefs.train_split=train", "data.prefs.val_split=test",
             "data.sft.eval_batch_size=1", "data.prefs.eval_batch_size=1", f"module.optimizer.lr={LR}",
             f"module.reference_cache_dir={study.runs / 'reference'}", f"trainer.max_steps={s.steps}",
-            f"trainer.val_check_interval={s.val_every}", f"seed={SEED}", "cpu_threads=1", *study.inputs.model,
+            f"trainer.val_check_interval={s.val_every}", "cpu_threads=1", *study.inputs.model,
             "+callback@callbacks.val_examples=validation_examples",
             # no exports or checkpoints: the runs are measured by their own validations
             "callbacks.hf_export=null", "callbacks.model_checkpoint=null", "++callbacks.last_checkpoint=null",
@@ -91,20 +95,29 @@ def common(study: Study) -> list[str]:
 
 
 def methods(study: Study) -> dict[str, list[str]]:
-    """Run name -> its overrides; the two single-objective runs first (MAXRIGHT reads their optima). Only the first
-    validates before training (the seed model's row); the others start from the same weights."""
-    once = "validate_before_fit=false"
-    return {"sft": ["interleave.lam=0.0"], "dpo": ["interleave.lam=1.0", once],
-            "sequential": ["interleave=sequential", f"interleave.lam={LAM}", once],
-            "mix": ["interleave=mix", f"interleave.lam={LAM}", once],
-            "alright_coin1": [f"interleave.lam={LAM}", "interleave.seed=1", once],
-            "alright_coin2": [f"interleave.lam={LAM}", "interleave.seed=2", once],
-            "maxright": ["interleave=maxright", f"interleave.lam={LAM}", once,
-                         f"interleave.optima_path={optima_file(study)}"]}
+    """Run name -> its overrides, training seed by training seed; at each, the two single-objective runs first
+    (MAXRIGHT reads their optima). Only the very first run validates before training (the seed model's row); the
+    others start from the same weights."""
+    runs, once = {}, "validate_before_fit=false"
+    for seed in study.sizes.seeds:
+        at = [f"seed={seed}"] + ([once] if runs else [])
+        runs[f"sft_s{seed}"] = ["interleave.lam=0.0", *at]
+        runs[f"dpo_s{seed}"] = ["interleave.lam=1.0", f"seed={seed}", once]
+        joint = [f"interleave.lam={LAM}", f"seed={seed}", once]
+        runs[f"sequential_s{seed}"] = ["interleave=sequential", *joint]
+        runs[f"mix_s{seed}"] = ["interleave=mix", *joint]
+        runs |= {f"alright_coin{c}_s{seed}": [*joint, f"interleave.seed={c}"] for c in COINS}
+        runs[f"maxright_s{seed}"] = ["interleave=maxright", *joint,
+                                     f"interleave.optima_path={optima_file(study, seed)}"]
+    return runs
 
 
-GROUPS = {"sequential": ["sequential"], "mix": ["mix"], "alright": ["alright_coin1", "alright_coin2"],
-          "maxright": ["maxright"]}  # the compared methods and their runs (seeds)
+def groups(study: Study) -> dict[str, list[str]]:
+    """The compared methods and their runs (training seeds, and ALRIGHT's coins); then the single-objective runs."""
+    seeds = study.sizes.seeds
+    return {"sequential": [f"sequential_s{sd}" for sd in seeds], "mix": [f"mix_s{sd}" for sd in seeds],
+            "alright": [f"alright_coin{c}_s{sd}" for sd in seeds for c in COINS],
+            "maxright": [f"maxright_s{sd}" for sd in seeds]}
 
 
 def user_turn(row: dict) -> str:
@@ -186,19 +199,26 @@ def train(name: str, overrides: list[str], study: Study, walls: dict) -> Path:
 
 
 def run_study(study: Study) -> dict:
-    walls: dict[str, float] = {}
+    kept = study.results / "state.json"  # the runs an earlier invocation trained keep their wall times
+    walls: dict[str, float] = json.loads(kept.read_text())["walls"] if kept.is_file() else {}
+    walls.pop("study_s", None)
     rows = json.loads((study.inputs.data / "alpaca_2k.json").read_text())
     write_sft_data(rows, study)
     summary = make_pairs(rows, study)
     counts = write_conflict_pairs(study)
     for name, overrides in methods(study).items():
         train(name, overrides, study, walls)
-        if name == "dpo":  # the ideal point, before MAXRIGHT needs it: final held-out losses (XRIGHT's choice)
-            write_optima(study.runs / "sft", study.runs / "dpo", optima_file(study), take="last")
+        if name.startswith("dpo_s"):  # the seed's ideal point, before its MAXRIGHT needs it: final held-out losses
+            seed = int(name.removeprefix("dpo_s"))  # (XRIGHT's choice)
+            write_optima(study.runs / f"sft_s{seed}", study.runs / name, optima_file(study, seed), take="last")
+    per_seed = [json.loads(optima_file(study, seed).read_text()) for seed in study.sizes.seeds]
+    pooled = {k: sum(o[k] for o in per_seed) / len(per_seed) for k in ("sft", "dpo")}
+    optima_file(study).write_text(json.dumps({**pooled, "mean_of": [optima_file(study, sd).name for sd in
+                                                                    study.sizes.seeds], "take": "last"}, indent=2))
     return {"walls": walls, "pairs": summary, "conflict_pairs": counts}
 
 
-# ---- the report: everything below reads runs/ only ----
+# ---- the report: everything below reads results/ (runs/ only for the trade-off plot, when it is there) ----
 
 def archive_examples(study: Study) -> None:
     """Every run's per-example validation lines, gzipped under results/val_examples/ (small enough to commit)."""
@@ -216,7 +236,7 @@ def examples(study: Study, name: str) -> list[dict]:
 
 
 def report(study: Study, state: dict) -> dict:
-    runs = methods(study)
+    runs, seeds, compared = methods(study), study.sizes.seeds, groups(study)
     values = {name: validation(examples(study, name)) for name in runs}
     optima = json.loads(optima_file(study).read_text())
     final = {}
@@ -226,14 +246,15 @@ def report(study: Study, state: dict) -> dict:
                                              final[name]["dpo_loss"] - optima["dpo"])
         final[name]["logged"] = logged_values(study, name)
     if all((study.runs / n / "csv" / "metrics.csv").is_file() for n in runs):  # the plot needs the runs' own logs
-        joint = [str(study.runs / n) for n in runs if n not in ("sft", "dpo")]
+        joint = [str(study.runs / n) for group in compared.values() for n in group]
         subprocess.run([sys.executable, "-m", "src.eval.tradeoff", *joint, f"--optima={optima_file(study)}",
                         f"--out-dir={study.results}"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    seed_model = first_validation(examples(study, "sft"))
-    return {"config": {**study.sizes._asdict(), "lr": LR, "seed": SEED, "lam": LAM, "common": common(study),
-                       "methods": runs, "groups": GROUPS},
+    seed_model = first_validation(examples(study, f"sft_s{seeds[0]}"))
+    return {"config": {**study.sizes._asdict(), "lr": LR, "lam": LAM, "coins": COINS, "common": common(study),
+                       "methods": runs, "groups": compared},
             "optima": {k: optima[k] for k in ("sft", "dpo")}, "seed_model": seed_model, "final": final,
-            "versus_sequential": versus(values, GROUPS, "sequential", "sft", "dpo", RESAMPLES),
+            "versus_sequential": versus(values, compared, "sequential", [f"sft_s{sd}" for sd in seeds],
+                                        [f"dpo_s{sd}" for sd in seeds], RESAMPLES),
             "resamples": RESAMPLES, **state}
 
 
@@ -254,20 +275,19 @@ def first_validation(lines: list[dict]) -> dict[str, float]:
 
 
 def table(metrics: dict) -> str:
-    lines = ["| run | SFT / DPO steps | held-out SFT loss | held-out DPO loss | distance to ideal | minus sequential "
-             "(95% CI) |", "|---|---|---|---|---|---|"]
+    """Every run's final held-out losses, then each method against sequential over all its runs."""
+    lines = ["| run | SFT / DPO steps | held-out SFT loss | held-out DPO loss | distance to ideal |",
+             "|---|---|---|---|---|"]
     seed = metrics["seed_model"]
-    lines.append(f"| seed model (step 0) | 0 / 0 | {seed['sft_loss']:.4f} | {seed['dpo_loss']:.4f} | - | - |")
-    groups = {run: g for g, runs in metrics["config"]["groups"].items() for run in runs}
+    lines.append(f"| seed model (step 0) | 0 / 0 | {seed['sft_loss']:.4f} | {seed['dpo_loss']:.4f} | - |")
     for name, f in metrics["final"].items():
         steps = f"{f['logged']['schedule/sft_steps'] or 0:.0f} / {f['logged']['schedule/dpo_steps'] or 0:.0f}"
-        cell = "-"
-        if name in groups and groups[name] != "sequential":
-            v = metrics["versus_sequential"][groups[name]]
-            cell = f"{v['minus_sequential']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}]"
-            cell += " (both coins)" if len(metrics["config"]["groups"][groups[name]]) > 1 else ""
-        lines.append(f"| {name} | {steps} | {f['sft_loss']:.4f} | {f['dpo_loss']:.4f} | {f['distance']:.4f} | "
-                     f"{cell} |")
+        lines.append(f"| {name} | {steps} | {f['sft_loss']:.4f} | {f['dpo_loss']:.4f} | {f['distance']:.4f} |")
+    lines += ["", "| method | runs | mean distance to ideal | minus sequential (95% CI) |", "|---|---|---|---|"]
+    for group, runs in metrics["config"]["groups"].items():
+        v = metrics["versus_sequential"][group]
+        cell = "-" if group == "sequential" else f"{v['minus_sequential']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}]"
+        lines.append(f"| {group} | {len(runs)} | {v['distance']:.4f} | {cell} |")
     return "\n".join(lines)
 
 

@@ -8,8 +8,9 @@ writes (``data.sft.eval_batch_size=1`` and ``data.prefs.eval_batch_size=1``), at
 - a run's SFT loss is token-weighted over the held-out SFT examples (the logged ``val/sft_loss``), its DPO loss the
   mean over held-out pairs (``val/dpo_loss``);
 - one resample draws the SFT examples and the pairs with replacement, the same draw for every run (paired), and
-  computes every run's losses, the ideal point (the SFT-only run's SFT loss, the DPO-only run's DPO loss: their last
-  validation, XRIGHT's choice, ``src.interleave.optima --take last``) and each method's distance on it;
+  computes every run's losses, the ideal point (the SFT-only runs' SFT loss, the DPO-only runs' DPO loss: their last
+  validation, XRIGHT's choice, ``src.interleave.optima --take last``; the mean over the runs when each training seed
+  has its own) and each method's distance on it;
 - a method with several runs (schedule seeds) also draws its runs with replacement and averages their distances.
 
 :func:`versus` gives each method's distance minus the baseline method's, with a 95% percentile interval.
@@ -61,7 +62,7 @@ def validation(lines: list[dict], step: int | None = None) -> Examples:
                     np.array([line["val/dpo_loss"] for line in dpo]))
 
 
-def _distances(values: dict[str, Examples], groups: dict[str, list[str]], sft_only: str, dpo_only: str,
+def _distances(values: dict[str, Examples], groups: dict[str, list[str]], sft_only: list[str], dpo_only: list[str],
                sft_idx: np.ndarray, dpo_idx: np.ndarray, picks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``{group: (B,)}``: each group's distance on each resample (rows of ``sft_idx`` ``(B, N)``, ``dpo_idx``
     ``(B, M)``; ``picks[group]`` ``(S, B)`` the drawn runs of the group)."""
@@ -70,7 +71,8 @@ def _distances(values: dict[str, Examples], groups: dict[str, list[str]], sft_on
         tokens = v.tokens[sft_idx]
         return (v.sft[sft_idx] * tokens).sum(1) / tokens.sum(1), v.dpo[dpo_idx].mean(1)
 
-    opt_sft, opt_dpo = losses(sft_only)[0], losses(dpo_only)[1]
+    opt_sft = np.mean([losses(run)[0] for run in sft_only], axis=0)  # (B,)
+    opt_dpo = np.mean([losses(run)[1] for run in dpo_only], axis=0)
     out = {}
     for group, runs in groups.items():
         per_run = np.stack([np.hypot(s - opt_sft, d - opt_dpo) for s, d in map(losses, runs)])  # (S, B)
@@ -78,12 +80,13 @@ def _distances(values: dict[str, Examples], groups: dict[str, list[str]], sft_on
     return out
 
 
-def versus(values: dict[str, Examples], groups: dict[str, list[str]], baseline: str, sft_only: str, dpo_only: str,
-           resamples: int = 10_000, seed: int = 0) -> dict[str, dict[str, float]]:
+def versus(values: dict[str, Examples], groups: dict[str, list[str]], baseline: str, sft_only: list[str],
+           dpo_only: list[str], resamples: int = 10_000, seed: int = 0) -> dict[str, dict[str, float]]:
     """``{group: {"distance", "minus_<baseline>", "low", "high"}}``: each group's distance to the ideal point (its runs'
     mean) and its difference from ``baseline``'s with a 95% paired bootstrap interval (see the module docstring).
-    ``values``: run name -> its :func:`validation`; every run must hold the same held-out examples."""
-    n_sft, n_dpo = len(values[sft_only].sft), len(values[sft_only].dpo)
+    ``values``: run name -> its :func:`validation`; every run must hold the same held-out examples. ``sft_only`` and
+    ``dpo_only``: the single-objective runs whose mean losses are the ideal point."""
+    n_sft, n_dpo = len(values[sft_only[0]].sft), len(values[sft_only[0]].dpo)
     shapes = {name: (len(v.sft), len(v.dpo)) for name, v in values.items()}
     if len(set(shapes.values())) != 1:
         raise ValueError(f"the runs were validated on different held-out sets (SFT examples, pairs): {shapes}")

@@ -201,6 +201,33 @@ def test_perplexity_equals_the_training_runs_validation(tmp_path, run_dir):
     assert metrics["ppl/sequences"] == 16
     assert metrics["ppl/ppl"] == pytest.approx(trained["val/ppl"], rel=1e-4)
     assert metrics["ppl/nll"] == pytest.approx(trained["val/ce"], rel=1e-4)
+    # every sequence is a record: token-weighted they give nll, averaged they give seq_nll
+    records = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == list(range(16)) and sum(r["tokens"] for r in records) == metrics["ppl/tokens"]
+    assert sum(r["nll"] * r["tokens"] for r in records) / metrics["ppl/tokens"] == pytest.approx(metrics["ppl/nll"])
+    assert metrics["ppl/seq_nll"] == pytest.approx(sum(r["nll"] for r in records) / 16)
+    assert metrics["ppl/seq_nll"] != pytest.approx(metrics["ppl/nll"], rel=1e-3)  # a different mean
+
+
+def test_seq_nll_of_two_models_gets_a_paired_interval(tmp_path, run_dir):
+    """The per-sequence records make seq_nll a per-prompt metric of python -m src.eval.compare: the same model
+    scored twice differs by exactly 0; the trained model against an untrained one by a clearly negative amount."""
+    from src.eval.compare import main as compare
+
+    untrained = tmp_path / "untrained"
+    _, tokenizer = load_model(str(run_dir))
+    tiny_llama(tokenizer, hidden_size=32, num_layers=1, num_heads=2).save_pretrained(untrained)
+    tokenizer.save_pretrained(untrained)
+    common = ["eval=ppl", "eval.data.num_train=64", "eval.data.num_val=16"]
+    for name, model in (("a", run_dir), ("b", run_dir), ("fresh", untrained)):
+        run_eval([*common, f"model_path={model}"], tmp_path / name)
+    compare(["--group", f"a={tmp_path / 'a'}", "--group", f"b={tmp_path / 'b'}", "--group",
+             f"fresh={tmp_path / 'fresh'}", "--baseline", "a", "--out-dir", str(tmp_path / "cmp"),
+             "--resamples", "500"])
+    rows = {r["method"]: r for r in json.loads((tmp_path / "cmp" / "paired.json").read_text())
+            if r["metric"] == "ppl/seq_nll"}
+    assert (rows["b"]["difference"], rows["b"]["low"], rows["b"]["high"], rows["b"]["prompts"]) == (0, 0, 0, 16)
+    assert rows["fresh"]["low"] > 0  # untrained: a higher NLL than the trained model on every resample
 
 
 def greedy_and_logits(model, tokenizer) -> tuple[dict, torch.Tensor]:

@@ -42,7 +42,7 @@ def test_constant_values_give_the_hand_computed_difference_with_no_spread():
     # ideal point (1, 0): the SFT-only run's SFT loss, the DPO-only run's DPO loss
     values = {"sft": constant(1.0, 0.5), "dpo": constant(3.0, 0.0), "a": constant(2.0, 0.0), "b": constant(1.0, 2.0),
               "c": constant(4.0, 4.0)}
-    out = versus(values, {"b": ["b"], "a": ["a"], "ac": ["a", "c"]}, "b", "sft", "dpo", resamples=200)
+    out = versus(values, {"b": ["b"], "a": ["a"], "ac": ["a", "c"]}, "b", ["sft"], ["dpo"], resamples=200)
     assert out["a"] == pytest.approx({"distance": 1.0, "minus_b": -1.0, "low": -1.0, "high": -1.0})
     # a group of two runs: the mean of their distances, 1 and hypot(3, 4) = 5
     assert out["ac"]["distance"] == pytest.approx(3.0) and out["ac"]["minus_b"] == pytest.approx(1.0)
@@ -55,7 +55,7 @@ def test_identical_runs_differ_by_zero_and_a_shift_is_detected():
     shifted = Examples(base.sft + 0.5, base.tokens, base.dpo)  # 0.5 nats worse on every SFT example
     values = {"sft": base, "dpo": Examples(base.sft + 2, base.tokens, base.dpo * 0), "x": base, "y": base,
               "z": shifted}
-    out = versus(values, {"x": ["x"], "y": ["y"], "z": ["z"]}, "x", "sft", "dpo", resamples=2000)
+    out = versus(values, {"x": ["x"], "y": ["y"], "z": ["z"]}, "x", ["sft"], ["dpo"], resamples=2000)
     assert out["y"]["minus_x"] == 0 and out["y"]["low"] == 0 and out["y"]["high"] == 0
     assert out["z"]["minus_x"] > 0 and out["z"]["low"] > 0  # further from the ideal point, and the interval says so
     point = math.hypot(*np.subtract(shifted.losses(), (base.losses()[0], 0.0)))
@@ -65,4 +65,12 @@ def test_identical_runs_differ_by_zero_and_a_shift_is_detected():
 def test_runs_on_different_held_out_sets_are_refused():
     values = {"sft": constant(1.0, 0.5), "dpo": constant(3.0, 0.0), "a": constant(2.0, 0.0, n=4)}
     with pytest.raises(ValueError, match="different held-out sets"):
-        versus(values, {"a": ["a"]}, "a", "sft", "dpo", resamples=10)
+        versus(values, {"a": ["a"]}, "a", ["sft"], ["dpo"], resamples=10)
+
+
+def test_the_ideal_point_is_the_mean_of_several_single_objective_runs():
+    # SFT-only runs at 1 and 3 -> L_sft* = 2; DPO-only runs at 0 and 2 -> L_dpo* = 1
+    values = {"s1": constant(1.0, 9.0), "s2": constant(3.0, 9.0), "d1": constant(9.0, 0.0), "d2": constant(9.0, 2.0),
+              "a": constant(5.0, 5.0), "b": constant(2.0, 1.0)}
+    out = versus(values, {"b": ["b"], "a": ["a"]}, "b", ["s1", "s2"], ["d1", "d2"], resamples=50)
+    assert out["a"]["distance"] == pytest.approx(5.0) and out["b"]["distance"] == pytest.approx(0.0)  # hypot(3, 4)

@@ -6,6 +6,7 @@ num_tokens, truncated and the task's fields: answer, correct, correct_<extractor
 
 - ``accuracy`` / ``accuracy_<extractor>`` / ``safe_rate`` / ``truncated_rate`` / ``mean_new_tokens``: the mean of
   ``correct`` / ``correct_<extractor>`` / ``refusal`` / ``truncated`` / ``num_tokens`` over the prompt's samples;
+- ``seq_nll`` (``eval=ppl``): the scored sequence's token-mean NLL (a "prompt" there is a sequence);
 - ``pass@k``, ``maj@k``, ``bon_logprob@k``, ``bon_reward@k``: ``src.eval.metrics.sampling_metrics`` on the prompt's
   samples. The gold answer is not stored: for maj@k it is the answer of a correct sample (none correct: no vote can
   win);
@@ -36,7 +37,7 @@ from src.eval.metrics.sampling_metrics import best_of_n, majority_wins, pass_at_
 from src.eval.metrics.self_bleu import SELF_BLEU_VARIANTS
 
 MEAN_FIELDS = {"accuracy": "correct", "safe_rate": "refusal", "truncated_rate": "truncated",
-               "mean_new_tokens": "num_tokens"}
+               "mean_new_tokens": "num_tokens", "seq_nll": "nll"}
 AT_K = re.compile(r"^(pass|maj|bon_logprob|bon_reward)@(\d+)$")
 TOLERANCE = 1e-6  # metrics.json holds full floats; a mean in another order differs in the last bits only
 
