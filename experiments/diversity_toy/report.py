@@ -69,10 +69,15 @@ def ce_at(summary: dict, accuracy: float, metric: str, reference: str = "CE") ->
     return float(np.interp(accuracy, xs, ys))
 
 
+def references(summary: dict) -> list[str]:
+    """The rows other rows are matched against: CE at each of its lrs (``CE``, ``CE-lr<lr>``)."""
+    return [name for name in summary if name == "CE" or name.startswith("CE-lr")]
+
+
 def matched_table(summary: dict, reference: str = "CE") -> list[str]:
     lines = ["| objective | T | pass@1 | " + " | ".join(f"{m} (CE)" for m in MATCHED) + " |",
              "|---|---|---|" + "---|" * len(MATCHED)]
-    for name in (n for n in summary if n != reference):
+    for name in (n for n in summary if n not in references(summary)):
         for t, values in summary[name].items():
             accuracy = values["pass@1"][0]
             cells = []
@@ -169,8 +174,11 @@ def markdown(report: dict, summary: dict, reading: str) -> str:
         *temperature_tables(summary),
         "## Matched accuracy: each objective against CE's frontier at the same pass@1", "",
         "Value of the objective (mean over seeds), and in brackets CE's value interpolated linearly between its "
-        "temperatures at the same mean pass@1 (— where CE's temperatures do not reach that pass@1).", "",
-        *matched_table(summary), "", *paired_table(report),
+        "temperatures at the same mean pass@1 (— where CE's temperatures do not reach that pass@1). CE at its lowest-"
+        "val/ce lr (`CE`) and at its runner-up (`CE-lr<lr>`): val/ce cannot choose between them.", "",
+        *[line for ref in references(summary) for line in (f"Against `{ref}` (lr {report['chosen_lr'][ref]:g}):", "",
+                                                           *matched_table(summary, ref), "")],
+        *paired_table(report),
         "## Commands and time", "", "```", *report["commands"], "```", "",
         f"lr sweep: {len(s['lrs']) * len(s['objectives'])} runs of `train.py` at seed {s['sweep_seed']} (same command "
         f"with `module.optimizer.lr=` of the grid). The last invocation of run.py took {timing['wall_min']:.1f} min "
