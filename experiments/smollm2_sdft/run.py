@@ -20,7 +20,8 @@ the change of style can show. Every phase is a real entry-point run, one thread 
    general prompts' greedy answers (spill-over: "The answer is" in a general answer; their length), the NLL of the
    seed's answers, and Alpaca perplexity.
 4. The report: the seed first, every method x seed x step, paired bootstrap intervals over prompts and seeds
-   (``python -m src.eval.compare``) at the last step, and forgetting read at equal gain (``src.eval.matched``).
+   (``python -m src.eval.compare``) at the last step (the NLLs through ``seq_nll``, the mean over sequences of each
+   one's NLL, which ``eval=ppl`` resolves per sequence), and forgetting read at equal gain (``src.eval.matched``).
 """
 
 from __future__ import annotations
@@ -284,13 +285,15 @@ def main() -> None:
     state = study_state(study, report_only, run_study,  # every evaluation's samples, small enough to commit
                         lambda st: archive_all(st.runs / "eval", st.results / "samples"))
     metrics = json.loads(json.dumps(report(study, state["walls"])))  # int keys become strings, as in the file
-    (study.results / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     last = study.sizes.stages[-1]  # comparison.md: SDFT against SFT at the last step, paired, seeds grouped
-    paired_comparison({m: [study.results / "samples" / f"{m}_s{sd}_step{last}" for sd in study.sizes.seeds]
-                       for m in METHODS}, "sft", study.results)
+    rows = paired_comparison({m: [study.results / "samples" / f"{m}_s{sd}_step{last}" for sd in study.sizes.seeds]
+                              for m in METHODS}, "sft", study.results)
+    # the NLLs per sequence (eval=ppl's seq_nll), which the token-weighted nll and ppl above cannot resample
+    metrics["paired_seq_nll_last_step"] = {r["metric"]: r for r in rows if r["metric"].endswith("/seq_nll")}
+    (study.results / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     plot(metrics, study.results / "forgetting_vs_gain.png")
     print(table(metrics))
-    print(json.dumps({"paired_last_step": metrics["paired_last_step"], "matched": metrics["matched"]}, indent=1))
+    print(json.dumps({k: metrics[k] for k in ("paired_last_step", "paired_seq_nll_last_step", "matched")}, indent=1))
     print("results:", shown(study.results))
 
 
