@@ -200,7 +200,7 @@ def part_generate(mode: Mode, run: Runner) -> list[Row]:
 
 def responses(run_dir: Path) -> dict[str, str]:
     with open(run_dir / "samples.jsonl") as f:
-        return {(s := json.loads(line))["id"]: s["response"] for line in f}
+        return {(s := json.loads(line))["id"]: s["response"] for line in f if "response" in s}
 
 
 def compare_engines(hf: dict[str, str], vllm: dict[str, str]) -> Row:

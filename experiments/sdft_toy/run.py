@@ -117,7 +117,8 @@ def evaluate(run_dir: Path, args: argparse.Namespace) -> dict[str, float]:
 
 def step_style_fraction(samples: Path) -> float:
     """The share of held-out multiplication answers written in the narrow task's step style ("Step 1: ...")."""
-    texts = [json.loads(line)["response"] for line in samples.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()]
+    texts = [r["response"] for r in records if r["task"] == "toyworld"]  # not eval=toy's ppl (one per sequence)
     return sum(bool(STEP_STYLE.match(t)) for t in texts) / len(texts)
 
 
