@@ -84,26 +84,39 @@ def archive_examples(runs: Path, folder: Path) -> None:
         (folder / f"{lines.parent.name}.jsonl.gz").write_bytes(gzip.compress(lines.read_bytes(), mtime=0))
 
 
-def intervals(folder: Path, lams: list[str]) -> dict[str, dict[str, dict[str, float]]]:
-    """``{lam: {method: distance, minus_sequential, low, high}}`` from the archived per-example values."""
+BASELINES = ("sequential", "mix")  # every method's distance is compared with each of these
+PAIRED = "\nDistance to the ideal point"  # where results.md's interval section starts
+
+
+def intervals(folder: Path, lams: list[str]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """``{baseline: {lam: {method: distance, minus_<baseline>, low, high}}}`` from the archived per-example values."""
     def examples(name: str):
         return validation(read_lines(folder / f"{name}.jsonl.gz"))
 
-    out = {}
+    out: dict = {baseline: {} for baseline in BASELINES}
     for lam in lams:
         values = {"sft": examples("alright_toy-lam0.0"), "dpo": examples("alright_toy-lam1.0"),
                   **{m: examples(f"{m}_toy-lam{lam}") for m in METHODS}}
-        out[lam] = versus(values, {m: [m] for m in METHODS}, "sequential", ["sft"], ["dpo"])
+        for baseline in BASELINES:
+            out[baseline][lam] = versus(values, {m: [m] for m in METHODS}, baseline, ["sft"], ["dpo"])
     return out
 
 
-def interval_table(found: dict) -> str:
-    lines = ["| lam | method | distance to ideal | minus sequential (95% CI) |", "|---|---|---|---|"]
-    for lam, by_method in found.items():
+def cell(v: dict[str, float], baseline: str) -> str:
+    return f"{v[f'minus_{baseline}']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]"
+
+
+def interval_section(found: dict) -> str:
+    """results.md's interval table: each method's distance, and minus each baseline's with its 95% CI."""
+    lines = [PAIRED + " (the SFT-only and DPO-only runs' last held-out losses) minus sequential's and minus mix's, "
+             "with 95% paired bootstrap intervals over the held-out SFT examples and pairs (the ideal point resampled "
+             "with them; one training seed, one coin draw):", "",
+             "| lam | method | distance to ideal | " + " | ".join(f"minus {b} (95% CI)" for b in BASELINES) + " |",
+             "|---|---|---|" + "---|" * len(BASELINES)]
+    for lam, by_method in found[BASELINES[0]].items():
         for method, v in by_method.items():
-            cell = "-" if method == "sequential" else \
-                f"{v['minus_sequential']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]"
-            lines.append(f"| {lam} | {method} | {v['distance']:.3f} | {cell} |")
+            cells = ["-" if method == b else cell(found[b][lam][method], b) for b in BASELINES]
+            lines.append(f"| {lam} | {method} | {v['distance']:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -113,12 +126,14 @@ def main() -> None:
     parser.add_argument("--lams", nargs="+", default=["0.25", "0.5", "0.75"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each run")
     parser.add_argument("--report-only", action="store_true",
-                        help="the interval table again from results/val_examples/ (no runs/ needed)")
+                        help="results.md's intervals again from results/val_examples/ (no runs/ needed)")
     args = parse_args(parser, HERE, steps=8, lams=["0.5"])
     runs, results = args.out / "runs", args.out / "results"
     results.mkdir(parents=True, exist_ok=True)
-    if args.report_only:
-        print(interval_table(intervals(results / "val_examples", args.lams)))
+    if args.report_only:  # results.md's interval section again, from the archived values alone
+        kept = (results / "results.md").read_text().split(PAIRED)[0]
+        (results / "results.md").write_text(kept + interval_section(intervals(results / "val_examples", args.lams)))
+        print((results / "results.md").read_text())
         return
     lams = f"choice({','.join(args.lams)})"  # choice(): a sweep even for one value (see multirun)
     start = time.time()
@@ -138,10 +153,8 @@ def main() -> None:
     plot(loaded, optima, rows, results / "tradeoff.png")
     (results / "tradeoff.md").write_text(markdown(rows))
     archive_examples(runs, results / "val_examples")
-    paired = ("\nDistance to the ideal point minus sequential's, with 95% paired bootstrap intervals over the held-out "
-              "SFT examples and pairs (ideal point resampled with them; one training seed, one coin draw):\n\n"
-              + interval_table(intervals(results / "val_examples", args.lams)))
-    text = describe(args, optima, minutes) + markdown(rows) + paired
+    text = describe(args, optima, minutes) + markdown(rows) + interval_section(intervals(results / "val_examples",
+                                                                                        args.lams))
     (results / "results.md").write_text(text)
     print(text)
 
