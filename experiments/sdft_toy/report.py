@@ -31,6 +31,22 @@ def table(report: dict) -> list[str]:
     return lines
 
 
+PAIRED = [("original", "toyworld/accuracy", "original-task acc"), ("new", "toyworld/accuracy", "new-task acc (mul)"),
+          ("original", "ppl/seq_nll", "val NLL per sequence (all kinds)"),
+          ("new", "ppl/seq_nll", "val NLL per sequence (original kinds)")]
+
+
+def paired_table(report: dict) -> list[str]:
+    """SDFT minus SFT with 95% paired bootstrap intervals over prompts (or sequences) and seeds (run.py's paired)."""
+    found = {(kind, r["metric"]): r for kind, rows in report.get("paired", {}).items() for r in rows}
+    lines = ["| SDFT minus SFT | SFT | SDFT | difference [95% CI] | prompts |", "|---|---|---|---|---|"]
+    for kind, metric, title in PAIRED:
+        if (r := found.get((kind, metric))) is not None:
+            lines.append(f"| {title} | {r['baseline_value']:.3f} | {r['method_value']:.3f} | {r['difference']:+.3f} "
+                         f"[{r['low']:+.3f}, {r['high']:+.3f}] | {r['prompts']} |")
+    return lines if len(lines) > 2 else []
+
+
 def per_run(report: dict) -> list[str]:
     lines = ["| run | new-task acc | original-task acc | val ppl (all) | step-style share | replaced | train s |",
              "|---|---|---|---|---|---|---|"]
@@ -79,6 +95,10 @@ def markdown(report: dict, reading: str = "") -> str:
         "- step-style share: the held-out multiplication answers that start with `Step 1:` (the narrow task's style);",
         "- replaced fraction: `<run>/distill/summary.json` (rows whose gold was replaced by the seed's rewrite).",
         "",
+        *([*paired_table(report), "",
+           "From the samples archived in `samples/` (`python -m src.eval.compare`, `original/` and `new/`): the same "
+           "held-out prompts for every run, resampled with the seeds; the NLL per sequence is `eval=ppl`'s `seq_nll`, "
+           "the mean of each validation response's own token NLL.", ""] if paired_table(report) else []),
         "Per run:",
         "",
         *per_run(report),

@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the project root is not on sys.path
 
-from experiments.smoke import parse_args, shown  # noqa: E402
+from experiments.smoke import paired_comparison, parse_args, shown  # noqa: E402
 from src.eval.reports.archive import archive_all  # noqa: E402
 from src.utils.machine import run_logged  # noqa: E402
 
@@ -170,6 +170,17 @@ def summarise(runs: dict) -> dict[str, dict[str, tuple[float, float]]]:
     return table
 
 
+def paired(report: dict, out: Path) -> dict[str, list[dict]]:
+    """SDFT minus SFT on each evaluation (``original``, ``new``) with 95% paired bootstrap intervals over prompts and
+    seeds, from the archived samples (``python -m src.eval.compare``, ``<out>/<evaluation>/comparison.md``)."""
+    runs = report["runs"]
+    groups = {m: [name for name, r in runs.items() if r["method"] == m] for m in METHODS}
+    if not all(groups.values()):
+        return {}
+    return {kind: paired_comparison({m: [out / "samples" / name / "eval" / kind for name in names]
+                                     for m, names in groups.items()}, "SFT", out / kind) for kind in EVALS}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -198,8 +209,11 @@ def main() -> None:
         settings = {k: v for k, v in vars(args).items() if k not in skip}
         report = {"settings": {**settings, "wall_min": (time.time() - start) / 60}, "runs": runs}
         report["summary"] = summarise(runs)
-        (out / "metrics.json").write_text(json.dumps(report, indent=2))
-        archive_all(args.out / "runs", out / "samples")  # every evaluation's samples, small enough to commit
+        for name in runs:  # this variant's evaluations (and the seed's), small enough to commit
+            run_dir = args.out / "runs" / (args.variant if name != "seed" and runs[name]["method"] != "probe" else "")
+            archive_all(run_dir / name, out / "samples" / name)
+    report["paired"] = paired(report, out)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
     reading = out / "reading.md"  # the written interpretation, kept apart so that a re-run does not erase it
     (out / "results.md").write_text(markdown(report, reading.read_text() if reading.is_file() else ""))
     plot(report, out / "forgetting.png")
