@@ -175,7 +175,7 @@ def markdown(report: dict, summary: dict, reading: str) -> str:
         "## Matched accuracy: each objective against CE's frontier at the same pass@1", "",
         "Value of the objective (mean over seeds), and in brackets CE's value interpolated linearly between its "
         "temperatures at the same mean pass@1 (— where CE's temperatures do not reach that pass@1). CE at its lowest-"
-        "val/ce lr (`CE`) and at its runner-up (`CE-lr<lr>`): val/ce cannot choose between them.", "",
+        "val/ce lr (`CE`) and at its runner-up (`CE-lr<lr>`): one seed's val/ce does not rank them reliably.", "",
         *[line for ref in references(summary) for line in (f"Against `{ref}` (lr {report['chosen_lr'][ref]:g}):", "",
                                                            *matched_table(summary, ref), "")],
         *paired_table(report),

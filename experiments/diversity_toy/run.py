@@ -60,7 +60,7 @@ MAX_NEW_TOKENS = 48
 # The reference every objective is read against, at its REFERENCE_LRS lowest-val/ce lrs. CE's best lr was 2e-3 in one
 # sweep and 8e-3 when the same commands ran again (val/ce 0.3245 against 0.3222; at 8e-3 the two sweeps gave 0.349 and
 # 0.322), and CE's samples are far less diverse at 8e-3: a matched comparison against one lr would rest on a choice
-# that val/ce cannot make.
+# that one seed's val/ce does not make reliably.
 REFERENCE, REFERENCE_LRS = "CE", 2
 
 
