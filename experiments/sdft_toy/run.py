@@ -209,9 +209,10 @@ def main() -> None:
         settings = {k: v for k, v in vars(args).items() if k not in skip}
         report = {"settings": {**settings, "wall_min": (time.time() - start) / 60}, "runs": runs}
         report["summary"] = summarise(runs)
-        for name in runs:  # this variant's evaluations (and the seed's), small enough to commit
-            run_dir = args.out / "runs" / (args.variant if name != "seed" and runs[name]["method"] != "probe" else "")
-            archive_all(run_dir / name, out / "samples" / name)
+        for name, run in runs.items():  # this variant's evaluations and the seed's, small enough to commit
+            folder = {"seed": f"seed-{args.seed_kinds}"}.get(name, name)  # the seed and the probes: runs/seed-<kinds>
+            archive_all(args.out / "runs" / (args.variant if run["method"] in METHODS else "") / folder,
+                        out / "samples" / folder)
     report["paired"] = paired(report, out)
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     reading = out / "reading.md"  # the written interpretation, kept apart so that a re-run does not erase it
