@@ -200,7 +200,8 @@ def part_generate(mode: Mode, run: Runner) -> list[Row]:
 
 def responses(run_dir: Path) -> dict[str, str]:
     with open(run_dir / "samples.jsonl") as f:
-        return {(s := json.loads(line))["id"]: s["response"] for line in f if "response" in s}
+        records = [json.loads(line) for line in f]
+    return {r["id"]: r["response"] for r in records if "response" in r}  # not eval=ppl's records (one per sequence)
 
 
 def compare_engines(hf: dict[str, str], vllm: dict[str, str]) -> Row:

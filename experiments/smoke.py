@@ -134,16 +134,18 @@ def study_from_cli(doc: str, here: Path, full: Any, smoke: Any) -> tuple[Study, 
 
 
 def study_state(study: Study, report_only: bool, run: Any, archive: Any) -> dict:
-    """Run the study's phases (``run(study)`` returns a JSON-able state with ``walls``), time the whole, keep the
-    state in ``results/state.json`` and ``archive(study)`` what the report needs; with ``report_only``, the state
-    the last run kept."""
+    """Run the study's phases (``run(study)`` returns a JSON-able state with ``walls``, the seconds of the phases it
+    ran), time the whole, keep the state in ``results/state.json`` (with the walls an earlier invocation kept) and
+    ``archive(study)`` what the report needs; with ``report_only``, the state the last run kept."""
     import time
 
     state_file = study.results / "state.json"
     if not report_only:
+        kept = json.loads(state_file.read_text())["walls"] if state_file.is_file() else {}
         start = time.time()
         state = run(study)
-        state["walls"]["study_s"] = time.time() - start
+        # a phase an earlier invocation ran keeps its time; study_s adds up every invocation's
+        state["walls"] = {**kept, **state["walls"], "study_s": kept.get("study_s", 0.0) + time.time() - start}
         state_file.write_text(json.dumps(state, indent=1) + "\n")
         archive(study)
     return json.loads(state_file.read_text())

@@ -200,9 +200,7 @@ def train(name: str, overrides: list[str], study: Study, walls: dict) -> Path:
 
 
 def run_study(study: Study) -> dict:
-    kept = study.results / "state.json"  # the runs an earlier invocation trained keep their wall times
-    walls: dict[str, float] = json.loads(kept.read_text())["walls"] if kept.is_file() else {}
-    walls.pop("study_s", None)
+    walls: dict[str, float] = {}
     rows = json.loads((study.inputs.data / "alpaca_2k.json").read_text())
     write_sft_data(rows, study)
     summary = make_pairs(rows, study)
