@@ -1,4 +1,7 @@
-"""The samples of an evaluation as a ``wandb.Table`` (one row per sample), for the W&B dashboard."""
+"""The samples of an evaluation as a ``wandb.Table`` (one row per generated sample), for the W&B dashboard.
+
+``eval=ppl``'s per-sequence records (``nll``, ``tokens``, no ``response``) are not samples and stay out: a column
+must hold one type, and their ids are sequence positions."""
 
 from __future__ import annotations
 
@@ -14,7 +17,10 @@ def samples_table(path: Path, max_rows: int = 10_000) -> Any:
 
     rows = []
     with open(path, encoding="utf-8") as f:
-        for line, _ in zip(f, range(max_rows)):
+        for line in f:
             record = json.loads(line)
-            rows.append([record.get(column) for column in COLUMNS])
+            if "response" in record:
+                rows.append([record.get(column) for column in COLUMNS])
+            if len(rows) == max_rows:
+                break
     return wandb.Table(columns=list(COLUMNS), data=rows)
